@@ -1,0 +1,65 @@
+"""HTTP endpoints for accounts and tokens (SPEC §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from app.auth import service
+from app.auth.dependencies import CurrentUser
+from app.auth.schemas import AuthTokens, RefreshRequest, UserCreate, UserLogin, UserProfile
+from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid or expired credentials"}
+}
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "Email already registered"}},
+)
+async def register(
+    body: UserCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep
+) -> AuthTokens:
+    """Create an account and log it in."""
+    return await service.register(
+        session=session,
+        settings=settings,
+        keyring=keyring,
+        email=str(body.email),
+        password=body.password,
+    )
+
+
+@router.post("/login", responses=_UNAUTHORIZED)
+async def login(body: UserLogin, session: SessionDep, settings: SettingsDep) -> AuthTokens:
+    """Exchange email and password for tokens."""
+    return await service.login(
+        session=session, settings=settings, email=str(body.email), password=body.password
+    )
+
+
+@router.post("/refresh", responses=_UNAUTHORIZED)
+async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> AuthTokens:
+    """Rotate tokens. The presented refresh token stops working; presenting it again
+    revokes every token of that login."""
+    return await service.refresh(
+        session=session, settings=settings, refresh_token=body.refresh_token
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, session: SessionDep) -> None:
+    """End the login the refresh token belongs to; its access tokens stop working too."""
+    await service.logout(session=session, refresh_token=body.refresh_token)
+
+
+@router.get("/me", responses=_UNAUTHORIZED)
+async def me(user: CurrentUser) -> UserProfile:
+    """The signed-in account."""
+    return UserProfile.model_validate(user, from_attributes=True)

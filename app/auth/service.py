@@ -1,0 +1,224 @@
+"""Accounts and tokens: registration, login, refresh rotation, authentication.
+
+A login opens an `AuthSession`; every refresh token it hands out belongs to
+that session and is single-use. Exchanging a refresh token twice can only mean
+a copy was stolen, so the whole session is revoked, and with it every access
+token that names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.exceptions import (
+    EmailAlreadyRegisteredError,
+    InvalidCredentialsError,
+    InvalidRefreshTokenError,
+)
+from app.auth.models import AuthSession, RefreshToken, User
+from app.auth.schemas import AuthTokens
+from app.core import security
+from app.core.errors import UnauthorizedError
+from app.core.keys import MasterKeyring
+from app.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@lru_cache(maxsize=4)
+def _decoy_hash(rounds: int) -> str:
+    """A hash to check unknown emails against, so they cost what a wrong password costs."""
+    return security.hash_password(uuid.uuid4().hex, rounds=rounds)
+
+
+async def _issue_tokens(
+    *, session: AsyncSession, settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID
+) -> AuthTokens:
+    assert settings.jwt_secret is not None
+    refresh_token = security.new_refresh_token()
+    session.add(
+        RefreshToken(
+            session_id=session_id,
+            token_hash=security.hash_refresh_token(refresh_token),
+            expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
+        )
+    )
+    access_token, expires_at = security.issue_access_token(
+        user_id=user_id,
+        session_id=session_id,
+        secret=settings.jwt_secret,
+        ttl_s=settings.access_token_ttl_s,
+    )
+    return AuthTokens(access_token=access_token, refresh_token=refresh_token, expires_at=expires_at)
+
+
+async def _open_session(
+    *, session: AsyncSession, settings: Settings, user_id: uuid.UUID
+) -> AuthTokens:
+    auth_session = AuthSession(id=uuid.uuid4(), user_id=user_id)
+    session.add(auth_session)
+    await session.flush()
+    return await _issue_tokens(
+        session=session, settings=settings, user_id=user_id, session_id=auth_session.id
+    )
+
+
+async def register(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    keyring: MasterKeyring,
+    email: str,
+    password: str,
+) -> AuthTokens:
+    """Create an account with its own wrapped data key, and log it in."""
+    password_hash = await asyncio.to_thread(
+        security.hash_password, password, rounds=settings.bcrypt_rounds
+    )
+    user = User(
+        id=uuid.uuid4(),
+        email=normalize_email(email),
+        password_hash=password_hash,
+        wrapped_data_key=keyring.new_wrapped_data_key(),
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise EmailAlreadyRegisteredError from exc
+    tokens = await _open_session(session=session, settings=settings, user_id=user.id)
+    await session.commit()
+    logger.info("account registered", extra={"user_id": str(user.id)})
+    return tokens
+
+
+async def login(
+    *, session: AsyncSession, settings: Settings, email: str, password: str
+) -> AuthTokens:
+    """Check the password and open a new login session.
+
+    An unknown email and a wrong password get the same error after the same
+    bcrypt work, so neither the answer nor its timing tells which it was.
+    """
+    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    password_hash = user.password_hash if user else _decoy_hash(settings.bcrypt_rounds)
+    password_ok = await asyncio.to_thread(security.verify_password, password, password_hash)
+    if user is None or not password_ok:
+        raise InvalidCredentialsError
+    tokens = await _open_session(session=session, settings=settings, user_id=user.id)
+    await session.commit()
+    return tokens
+
+
+async def _revoke_session(*, session: AsyncSession, session_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: str) -> AuthTokens:
+    """Exchange a refresh token for new tokens; the presented one stops working.
+
+    The exchange is one atomic UPDATE, so of two concurrent exchanges of the
+    same token exactly one wins and the other is treated as reuse.
+    """
+    token_hash = security.hash_refresh_token(refresh_token)
+    now = datetime.now(UTC)
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(RefreshToken.session_id)
+    )
+    session_id = claimed.scalar_one_or_none()
+    if session_id is None:
+        reused = await session.scalar(
+            select(RefreshToken).where(
+                RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_not(None)
+            )
+        )
+        if reused is not None:
+            await _revoke_session(session=session, session_id=reused.session_id)
+            await session.commit()
+            logger.warning(
+                "refresh token reused; login session revoked",
+                extra={"session_id": str(reused.session_id)},
+            )
+        raise InvalidRefreshTokenError
+    auth_session = await session.scalar(
+        select(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+    )
+    if auth_session is None:
+        await session.commit()
+        raise InvalidRefreshTokenError
+    tokens = await _issue_tokens(
+        session=session, settings=settings, user_id=auth_session.user_id, session_id=session_id
+    )
+    await session.commit()
+    return tokens
+
+
+async def logout(*, session: AsyncSession, refresh_token: str) -> None:
+    """End the login session the refresh token belongs to (idempotent)."""
+    session_id = await session.scalar(
+        select(RefreshToken.session_id).where(
+            RefreshToken.token_hash == security.hash_refresh_token(refresh_token)
+        )
+    )
+    if session_id is not None:
+        await _revoke_session(session=session, session_id=session_id)
+        await session.commit()
+
+
+async def authenticate(*, session: AsyncSession, settings: Settings, access_token: str) -> User:
+    """The user an access token speaks for, if the token and its session are still good."""
+    assert settings.jwt_secret is not None
+    try:
+        claims = security.decode_access_token(access_token, secret=settings.jwt_secret)
+    except security.InvalidAccessTokenError as exc:
+        detail = "Access token expired" if exc.expired else "Invalid access token"
+        raise UnauthorizedError(detail, invalid_token=True) from exc
+    user = await session.scalar(
+        select(User)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(
+            User.id == claims.user_id,
+            AuthSession.id == claims.session_id,
+            AuthSession.revoked_at.is_(None),
+        )
+    )
+    if user is None:
+        raise UnauthorizedError("Session has ended; log in again", invalid_token=True)
+    return user
+
+
+async def rewrap_all_data_keys(*, session: AsyncSession, keyring: MasterKeyring) -> int:
+    """Re-wrap every user's data key with the current master key; returns how many.
+
+    Runs in one transaction: either every key moves to the new master key or
+    none does, so an interrupted rotation can simply be run again.
+    """
+    users = (await session.scalars(select(User).with_for_update())).all()
+    for user in users:
+        user.wrapped_data_key = keyring.rewrap(user.wrapped_data_key)
+    await session.commit()
+    return len(users)

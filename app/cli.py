@@ -1,0 +1,95 @@
+"""Command line: `python -m app [serve | migrate | rotate-master-key]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from types import FrameType
+
+import uvicorn
+
+from app.auth import service as auth_service
+from app.core import migrations
+from app.core.database import create_engine, create_sessionmaker
+from app.core.embedded_db import provisioned_database
+from app.core.keys import MasterKeyring
+from app.core.logging import configure_logging
+from app.core.secrets import MissingSecretError, resolve_secrets
+from app.core.settings import Settings
+from app.main import create_app
+
+logger = logging.getLogger("app.cli")
+
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
+    # Unwinds through `provisioned_database`, which stops the embedded server.
+    raise SystemExit(0)
+
+
+def serve(settings: Settings) -> None:
+    """Migrate, then serve until SIGINT/SIGTERM; the embedded database stops with us."""
+    with provisioned_database(settings) as database_url:
+        migrations.upgrade(database_url)
+        app = create_app(settings.model_copy(update={"database_url": database_url}))
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        logger.info("serving", extra={"host": settings.host, "port": settings.port})
+        uvicorn.Server(config).run()
+
+
+def migrate(settings: Settings) -> None:
+    with provisioned_database(settings) as database_url:
+        migrations.upgrade(database_url)
+    logger.info("database is at the latest migration")
+
+
+async def _rewrap(database_url: str, keyring: MasterKeyring) -> int:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await auth_service.rewrap_all_data_keys(session=session, keyring=keyring)
+    finally:
+        await engine.dispose()
+
+
+def rotate_master_key(settings: Settings) -> None:
+    """Re-wrap every user's data key with ENCRYPTION_KEY (old keys in ENCRYPTION_OLD_KEYS)."""
+    keyring = MasterKeyring.from_settings(settings)
+    with provisioned_database(settings) as database_url:
+        count = asyncio.run(_rewrap(database_url, keyring))
+    logger.info("data keys re-wrapped with the current master key", extra={"users": count})
+
+
+COMMANDS = {"serve": serve, "migrate": migrate, "rotate-master-key": rotate_master_key}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    try:
+        COMMANDS[args.command](resolve_secrets(settings))
+    except MissingSecretError as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""One error shape for every failure: `{"detail": ...}` with the right status.
+
+Domain code raises `AppError` subclasses; this module is the one place that
+turns them (and framework errors) into HTTP answers. Unexpected failures are
+caught by the request middleware (`app.core.logging`), which logs them and
+answers with `internal_error_response`: no stack trace reaches a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class AppError(Exception):
+    """A failure the client caused or must know about, with its HTTP status."""
+
+    status_code: ClassVar[int] = 400
+    detail: str = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail or self.detail)
+        if detail is not None:
+            self.detail = detail
+        self.headers = headers
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    detail = "Not found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    detail = "Conflict"
+
+
+class UnauthorizedError(AppError):
+    """401 with the `WWW-Authenticate` challenge RFC 6750 asks for."""
+
+    status_code = 401
+    detail = "Not authenticated"
+
+    def __init__(self, detail: str | None = None, *, invalid_token: bool = False) -> None:
+        challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    detail = "Service unavailable"
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Drop the rejected input: it may be a password, and the client already has it.
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
+
+
+def internal_error_response() -> JSONResponse:
+    """The answer to a failure nobody anticipated; the details go to the log only."""
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,52 @@
+"""Envelope encryption: per-user data keys wrapped by the server's master key.
+
+Each user gets a Fernet data key at registration. Only its wrapped form (the
+data key encrypted with the master key) is stored. Retired master keys stay
+usable for unwrapping through MultiFernet until `rotate-master-key` re-wraps
+every data key with the current one.
+"""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from app.core.settings import Settings
+
+
+class KeyUnavailableError(RuntimeError):
+    """A wrapped data key cannot be opened with any configured master key."""
+
+
+class MasterKeyring:
+    """The current master key plus retired ones, newest first."""
+
+    def __init__(self, current: str, retired: list[str] | None = None) -> None:
+        self._current = Fernet(current)
+        self._all = MultiFernet([self._current, *(Fernet(key) for key in retired or [])])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MasterKeyring:
+        if not settings.encryption_key:
+            msg = "ENCRYPTION_KEY is not resolved; call resolve_secrets first"
+            raise KeyUnavailableError(msg)
+        return cls(settings.encryption_key, settings.encryption_old_keys)
+
+    def new_wrapped_data_key(self) -> bytes:
+        """A fresh data key, already wrapped by the current master key."""
+        return self._current.encrypt(Fernet.generate_key())
+
+    def data_key(self, wrapped: bytes) -> Fernet:
+        """Unwrap a stored data key into a cipher for that user's data."""
+        try:
+            return Fernet(self._all.decrypt(wrapped))
+        except InvalidToken as exc:
+            msg = "no configured master key opens this data key"
+            raise KeyUnavailableError(msg) from exc
+
+    def rewrap(self, wrapped: bytes) -> bytes:
+        """The same data key, wrapped by the current master key."""
+        try:
+            return self._all.rotate(wrapped)
+        except InvalidToken as exc:
+            msg = "no configured master key opens this data key"
+            raise KeyUnavailableError(msg) from exc

