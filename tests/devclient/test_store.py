@@ -536,7 +536,7 @@ def test_timelines_and_notes_filter_by_project(store: LocalStore, table: str) ->
         ("tasks", {"projectId": 7}, "projectId"),
         ("tasks", {"search": 7}, "search"),
         ("tasks", {"dueDateFrom": "today"}, "dueDateFrom"),
-        ("tasks", {"dueDateTo": 1.5}, "dueDate"),
+        ("tasks", {"dueDateTo": 1.5}, "dueDateTo"),
         ("projects", {"includeArchived": "yes"}, "includeArchived"),
     ],
 )

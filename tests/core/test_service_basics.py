@@ -1,0 +1,184 @@
+"""Health, the error shape, request ids, request logs and API docs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.logging import JsonFormatter, RequestIdFilter, request_id_var
+from app.core.settings import Settings
+from app.main import create_app
+
+
+async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": "0.1.0", "database": "ok"}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def client_without_database(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[httpx.AsyncClient]:
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none"
+    app = create_app(make_settings(database_url=url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_health_is_degraded_when_the_database_does_not_answer(
+    client_without_database: httpx.AsyncClient,
+) -> None:
+    response = await client_without_database.get("/api/v1/health")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded", "version": "0.1.0", "database": "unavailable"}
+
+
+async def test_a_database_outage_on_a_route_is_a_clean_500(
+    client_without_database: httpx.AsyncClient,
+) -> None:
+    response = await client_without_database.post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": "whatever1"}
+    )
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "x-request-id" in response.headers
+
+
+async def test_unknown_route_uses_the_error_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_unexpected_error_hides_its_details(app: FastAPI, client: httpx.AsyncClient) -> None:
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    response = await client.get("/boom")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "secret internals" not in response.text
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    given = await client.get("/api/v1/health", headers={"X-Request-ID": "desk-42.a"})
+    generated = await client.get("/api/v1/health")
+    unsafe = await client.get("/api/v1/health", headers={"X-Request-ID": "bad id\twith tab"})
+
+    assert given.headers["x-request-id"] == "desk-42.a"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert unsafe.headers["x-request-id"] != "bad id\twith tab"
+
+
+async def test_one_json_log_line_per_request_without_secrets(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    password = "very secret passphrase"
+    registered = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "ada@example.com", "password": password},
+        headers={"X-Request-ID": "req-1"},
+    )
+    tokens = registered.json()
+    rotated = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    await client.get(
+        "/api/v1/auth/me?token=" + tokens["access_token"],
+        headers={"Authorization": "Bearer " + rotated.json()["access_token"]},
+    )
+
+    # httpx's own lines are the test client's, not the server's.
+    server_records = [r for r in caplog.records if not r.name.startswith("httpx")]
+    lines = [JsonFormatter().format(record) for record in server_records]
+    requests = [json.loads(line) for line in lines if json.loads(line)["message"] == "request"]
+    assert [(r["method"], r["path"], r["status"]) for r in requests] == [
+        ("POST", "/api/v1/auth/register", 201),
+        ("POST", "/api/v1/auth/refresh", 200),
+        ("GET", "/api/v1/auth/me", 200),
+    ]
+    assert requests[0]["request_id"] == "req-1"
+    assert all(isinstance(r["duration_ms"], float) for r in requests)
+    everything = "\n".join(lines)
+    for secret in (
+        password,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        rotated.json()["access_token"],
+        rotated.json()["refresh_token"],
+    ):
+        assert secret not in everything
+
+
+async def test_cors_allows_the_desktop_app_and_local_dev_only(client: httpx.AsyncClient) -> None:
+    async def preflight(origin: str) -> httpx.Response:
+        return await client.options(
+            "/api/v1/auth/login",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+
+    for allowed in ("app://adiuva", "http://localhost:5173", "http://127.0.0.1:3000"):
+        response = await preflight(allowed)
+        assert response.headers.get("access-control-allow-origin") == allowed
+    refused = await preflight("https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_openapi_and_swagger_ui_are_served(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    docs = await client.get("/docs")
+
+    assert "/api/v1/auth/register" in schema["paths"]
+    assert "/api/v1/health" in schema["paths"]
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+def test_log_lines_written_during_a_request_carry_its_id() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    log = logging.getLogger("tests.request_id")
+    log.addHandler(handler)
+    log.propagate = False
+    token = request_id_var.set("req-7")
+    try:
+        log.warning("inside", extra={"user_id": "u1"})
+    finally:
+        request_id_var.reset(token)
+        log.removeHandler(handler)
+    log.warning("outside")
+
+    [line] = stream.getvalue().splitlines()
+    assert json.loads(line) | {"ts": None} == {
+        "ts": None,
+        "level": "WARNING",
+        "logger": "tests.request_id",
+        "message": "inside",
+        "user_id": "u1",
+        "request_id": "req-7",
+    }

@@ -1,0 +1,69 @@
+"""`make run`'s server as a process: embedded database, restart, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.core.embedded_db import running_postgres_for
+from tests.e2e.server_process import PROJECT_ROOT, ServerProcess
+
+CREDENTIALS = {"email": "ada@example.com", "password": "a long passphrase"}
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_embedded_server_stops_cleanly_and_keeps_accounts_across_restarts(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    data_dir = tmp_path / "var"
+    pgdata = data_dir / "postgres"
+
+    first = ServerProcess(data_dir=data_dir)
+    first.start()
+    registered = httpx.post(f"{first.base_url}/api/v1/auth/register", json=CREDENTIALS)
+    assert registered.status_code == 201
+    assert running_postgres_for(pgdata), "the embedded PostgreSQL should be running"
+
+    assert first.stop(stop_signal) == 0, first.log()
+    assert running_postgres_for(pgdata) == [], "no orphan postgres may survive the server"
+
+    second = ServerProcess(data_dir=data_dir)
+    second.start()
+    try:
+        login = httpx.post(f"{second.base_url}/api/v1/auth/login", json=CREDENTIALS)
+        assert login.status_code == 200
+        # The dev JWT secret was persisted: a token from before the restart still works.
+        old_token = registered.json()["access_token"]
+        me = httpx.get(
+            f"{second.base_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {old_token}"}
+        )
+        assert me.status_code == 200
+        assert me.json()["email"] == CREDENTIALS["email"]
+    finally:
+        assert second.stop() == 0, second.log()
+    assert running_postgres_for(pgdata) == []
+
+
+def test_prod_without_secrets_refuses_to_start_and_says_why(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"JWT_SECRET", "ENCRYPTION_KEY"}}
+    env.update(ENV="prod", DATA_DIR=str(tmp_path / "var"))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "ENV=prod requires JWT_SECRET and ENCRYPTION_KEY to be set" in result.stderr
+    assert not (tmp_path / "var" / "postgres").exists()
