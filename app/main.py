@@ -10,22 +10,29 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.router import router as auth_router
+from app.chat.turns import run_turn
 from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.keys import MasterKeyring
 from app.core.logging import RequestContextMiddleware
 from app.core.secrets import resolve_secrets
 from app.core.settings import Settings
+from app.device.connection import ChatHandler
+from app.device.registry import DeviceRegistry
+from app.device.router import router as device_router
 from app.health.router import router as health_router
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, chat_handler: ChatHandler | None = None
+) -> FastAPI:
     """Build the app for `settings` (read from the environment when omitted).
 
     `DATABASE_URL` must be resolved by then: the launcher in `app.cli` starts
-    the embedded PostgreSQL and fills it in before calling this.
+    the embedded PostgreSQL and fills it in before calling this. `chat_handler`
+    replaces the turn runner for device chat requests (tests script it).
     """
     settings = resolve_secrets(settings or Settings())
     if settings.database_url is None:
@@ -40,6 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keyring = MasterKeyring.from_settings(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.device_registry = DeviceRegistry(
+            max_per_user=settings.ws_max_connections_per_user,
+            max_total=settings.ws_max_connections,
+        )
+        app.state.chat_handler = chat_handler or run_turn
         try:
             yield
         finally:
@@ -60,5 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router)
     api.include_router(auth_router)
+    api.include_router(device_router)
     app.include_router(api)
     return app

@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     # bcrypt work factor; 12 is the production default, tests lower it for speed.
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
+    # The device WebSocket (docs/protocol.md).
+    tool_call_timeout_s: float = Field(default=30.0, gt=0)
+    ws_ping_interval_s: float = Field(default=30.0, gt=0)
+    ws_idle_timeout_s: float = Field(default=90.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ws_messages_per_minute: int = Field(default=100, ge=1)
+    ws_max_connections_per_user: int = Field(default=5, ge=1)
+    ws_max_connections: int = Field(default=10_000, ge=1)
+    ws_max_inflight_requests: int = Field(default=4, ge=1)
+
     _split = field_validator("encryption_old_keys", "cors_origins", mode="before")(_split_commas)
 
     @field_validator("database_url")

@@ -1,0 +1,214 @@
+"""The I/O side of one device connection: a thin adapter over `DeviceProtocol`.
+
+It moves frames between the WebSocket and the protocol core, runs each chat
+request as its own task, keeps the heartbeat, and on disconnect fails every
+pending tool call and cancels every running request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.device.calls import CallTarget, calls_go_to
+from app.device.exceptions import DeviceDisconnectedError, ToolCallCancelledError
+from app.device.frames import (
+    Cancel,
+    ClientFrame,
+    DeviceHello,
+    Error,
+    ErrorCode,
+    FloatingRequest,
+    HomeRequest,
+    Ping,
+    ServerFrame,
+    StreamEnd,
+)
+from app.device.protocol import DeviceProtocol, Heartbeat, now_iso
+from app.device.registry import DeviceLink, DeviceRegistry
+
+logger = logging.getLogger(__name__)
+
+
+class CloseCode:
+    """WebSocket close codes this server uses (docs/protocol.md)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # heartbeat timeout, server shutting down
+    POLICY_VIOLATION = 1008  # bad or expired token
+    TRY_AGAIN_LATER = 1013  # connection limits
+    REPLACED = 4000  # the same device connected again
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One chat request, as handed to the chat handler."""
+
+    user_id: uuid.UUID
+    device_id: str
+    request: HomeRequest | FloatingRequest
+    emit: Callable[[ServerFrame], Awaitable[None]]
+
+    @property
+    def request_id(self) -> str:
+        assert self.request.request_id is not None  # the protocol fills it in
+        return self.request.request_id
+
+
+ChatHandler = Callable[[ChatTurn], Awaitable[None]]
+
+
+class DeviceConnection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        user_id: uuid.UUID,
+        protocol: DeviceProtocol,
+        registry: DeviceRegistry,
+        chat_handler: ChatHandler,
+        tool_call_timeout_s: float,
+    ) -> None:
+        self._websocket = websocket
+        self._user_id = user_id
+        self._protocol = protocol
+        self._registry = registry
+        self._chat_handler = chat_handler
+        self._tool_call_timeout_s = tool_call_timeout_s
+        self._send_lock = asyncio.Lock()
+        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._link: DeviceLink | None = None
+        self._closed = False
+
+    async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._receive_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._closed = True
+            heartbeat.cancel()
+            self._protocol.pending.fail_all(DeviceDisconnectedError())
+            requests = list(self._requests.values())
+            for task in requests:
+                task.cancel()
+            await asyncio.gather(heartbeat, *requests, return_exceptions=True)
+            if self._link is not None:
+                self._registry.unbind(self._link)
+
+    async def send(self, frame: ServerFrame) -> None:
+        if self._closed:
+            raise DeviceDisconnectedError
+        try:
+            async with self._send_lock:
+                await self._websocket.send_text(frame.to_json())
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._closed = True
+            raise DeviceDisconnectedError from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._websocket.application_state is WebSocketState.CONNECTED:
+            await self._websocket.close(code, reason)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self._websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                received = self._protocol.receive_text(message["text"])
+            else:
+                received = self._protocol.receive_bytes()
+            if self._link is not None:
+                self._link.touch()
+            for reply in received.replies:
+                await self.send(reply)
+            if received.frame is not None:
+                await self._act(received.frame)
+
+    async def _act(self, frame: ClientFrame) -> None:
+        if isinstance(frame, DeviceHello):
+            await self._greet(frame)
+        elif isinstance(frame, HomeRequest | FloatingRequest):
+            assert frame.request_id is not None
+            self._requests[frame.request_id] = asyncio.create_task(self._run_request(frame))
+        elif isinstance(frame, Cancel):
+            task = self._requests.get(frame.request_id)
+            if task is not None:
+                task.cancel()
+
+    async def _greet(self, hello: DeviceHello) -> None:
+        self._link = DeviceLink(
+            user_id=self._user_id,
+            device_id=hello.device_id,
+            protocol=self._protocol,
+            send=self.send,
+            close=self.close,
+        )
+        replaced = self._registry.bind(self._link)
+        if replaced is not None:
+            logger.info("device reconnected; closing its older connection")
+            await replaced.close(CloseCode.REPLACED, "replaced by a newer connection")
+
+    async def _run_request(self, request: HomeRequest | FloatingRequest) -> None:
+        assert request.request_id is not None
+        assert self._link is not None
+        request_id = request.request_id
+        target = CallTarget(
+            link=self._link, timeout_s=self._tool_call_timeout_s, request_id=request_id
+        )
+        turn = ChatTurn(
+            user_id=self._user_id,
+            device_id=self._link.device_id,
+            request=request,
+            emit=self.send,
+        )
+        try:
+            with calls_go_to(target):
+                await self._chat_handler(turn)
+        except asyncio.CancelledError:
+            if self._closed:
+                raise
+            # Cancelled by the client: the request still ends with its stream_end.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        except DeviceDisconnectedError:
+            return
+        except Exception:
+            logger.exception("chat request failed", extra={"request_id": request_id})
+            await self._send_quietly(
+                Error(
+                    code=ErrorCode.INTERNAL_ERROR,
+                    message="The request failed unexpectedly.",
+                    request_id=request_id,
+                )
+            )
+        finally:
+            self._protocol.pending.fail_request(request_id, ToolCallCancelledError())
+            self._protocol.request_finished(request_id)
+            self._requests.pop(request_id, None)
+        await self._send_quietly(StreamEnd(request_id=request_id, mutations=target.mutations))
+
+    async def _send_quietly(self, frame: ServerFrame) -> None:
+        """Send if the device is still there; a request ending after a disconnect is normal."""
+        with contextlib.suppress(DeviceDisconnectedError):
+            await self.send(frame)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._protocol.seconds_to_next_heartbeat())
+            action = self._protocol.heartbeat()
+            if action is Heartbeat.SEND_PING:
+                await self._send_quietly(Ping(timestamp=now_iso()))
+            elif action is Heartbeat.CLOSE:
+                logger.info("device silent past the idle timeout; closing")
+                await self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
+                return

@@ -1,0 +1,288 @@
+"""Every frame of the device WebSocket, in both directions (SPEC §4).
+
+One JSON text message per frame, keyed on `type`. `ClientFrame` is what a
+desktop may send, `ServerFrame` what the server sends; `ping` and `pong` go
+both ways. `make schema` writes the JSON Schema of both unions to
+`docs/device-protocol.schema.json` for the desktop app's TypeScript types.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_MESSAGE_CHARS = 32_000
+
+
+class _Frame(BaseModel):
+    # Unknown fields are ignored so that newer clients can talk to older servers.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+# Client → server ------------------------------------------------------------
+
+
+class DeviceHello(_Frame):
+    type: Literal["device_hello"] = "device_hello"
+    device_id: Id
+    agent_ids: list[Id] = Field(default_factory=list, max_length=100)
+
+
+class HistoryMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+
+class HomeRequest(_Frame):
+    type: Literal["home_request"] = "home_request"
+    request_id: Id | None = None
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    conversation_history: list[HistoryMessage] | None = Field(default=None, max_length=200)
+    thread_id: Id | None = None
+
+
+class ScopeType(StrEnum):
+    TASK = "task"
+    PROJECT = "project"
+    NOTE = "note"
+    TIMELINE = "timeline"
+
+
+class Scope(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: ScopeType
+    id: Id | None = None
+
+
+class FloatingRequest(_Frame):
+    type: Literal["floating_request"] = "floating_request"
+    request_id: Id | None = None
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    scope: Scope
+    thread_id: Id | None = None
+
+
+class VectorHit(BaseModel):
+    id: str
+    content: str
+    score: float
+
+
+RESULT_FIELDS = ("row", "rows", "results", "deleted", "ok", "error")
+
+
+class ToolResult(_Frame):
+    """The answer to one `tool_call`: exactly one of the result fields."""
+
+    type: Literal["tool_result"] = "tool_result"
+    id: Id
+    row: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] | None = None
+    results: list[VectorHit] | None = None
+    deleted: bool | None = None
+    ok: bool | None = None
+    error: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _exactly_one_result(self) -> ToolResult:
+        given = [name for name in RESULT_FIELDS if name in self.model_fields_set]
+        if len(given) != 1:
+            msg = f"a tool_result carries exactly one of {', '.join(RESULT_FIELDS)}"
+            raise ValueError(msg)
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        """The result as the tool sees it, e.g. `{"rows": [...]}`."""
+        return self.model_dump(include=set(RESULT_FIELDS) & self.model_fields_set)
+
+
+class AgentFile(BaseModel):
+    path: str
+    name: str
+    content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentData(_Frame):
+    type: Literal["agent_data"] = "agent_data"
+    run_id: Id
+    files: list[AgentFile]
+
+
+class AgentComplete(_Frame):
+    type: Literal["agent_complete"] = "agent_complete"
+    run_id: Id
+    files_read: int = Field(ge=0)
+    errors: list[str] = Field(default_factory=list)
+
+
+class Cancel(_Frame):
+    type: Literal["cancel"] = "cancel"
+    request_id: Id
+
+
+class Ping(_Frame):
+    type: Literal["ping"] = "ping"
+    timestamp: str | None = None
+
+
+class Pong(_Frame):
+    type: Literal["pong"] = "pong"
+    timestamp: str | None = None
+
+
+# Server → client ------------------------------------------------------------
+
+
+class StreamStart(_Frame):
+    type: Literal["stream_start"] = "stream_start"
+    request_id: Id
+
+
+class StreamText(_Frame):
+    type: Literal["stream_text"] = "stream_text"
+    request_id: Id
+    chunk: str
+
+
+class Mutation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action: Literal["insert", "update", "delete"]
+    table: str
+    data: dict[str, Any]
+
+
+class StreamEnd(_Frame):
+    type: Literal["stream_end"] = "stream_end"
+    request_id: Id
+    mutations: list[Mutation] = Field(default_factory=list)
+
+
+class Domain(StrEnum):
+    TASKS = "tasks"
+    NOTES = "notes"
+    PROJECTS = "projects"
+    TIMELINES = "timelines"
+
+
+class FloatingDomain(_Frame):
+    type: Literal["floating_domain"] = "floating_domain"
+    request_id: Id
+    domain: Domain
+
+
+class ToolAction(StrEnum):
+    SELECT = "select"
+    GET = "get"
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+    VECTOR_UPSERT = "vector_upsert"
+    VECTOR_SEARCH = "vector_search"
+
+
+MUTATING_ACTIONS = frozenset({ToolAction.INSERT, ToolAction.UPDATE, ToolAction.DELETE})
+
+
+class ToolCall(_Frame):
+    type: Literal["tool_call"] = "tool_call"
+    id: Id
+    action: ToolAction
+    table: str | None = None
+    data: dict[str, Any] | None = None
+    filters: dict[str, Any] | None = None
+    vector: list[float] | None = None
+    limit: int | None = None
+    request_id: Id | None = None
+    run_id: Id | None = None
+
+
+class AgentRunConfig(BaseModel):
+    paths: list[str]
+    file_extensions: list[str]
+    prompt_template: str
+    data_types: list[str]
+
+
+class AgentRun(_Frame):
+    type: Literal["agent_run"] = "agent_run"
+    run_id: Id
+    agent_id: Id
+    config: AgentRunConfig
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable `code` of an `error` frame (docs/protocol.md lists them)."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    FRAME_TOO_LARGE = "frame_too_large"
+    HELLO_REQUIRED = "hello_required"
+    ALREADY_GREETED = "already_greeted"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    DUPLICATE_REQUEST_ID = "duplicate_request_id"
+    UNKNOWN_REQUEST = "unknown_request"
+    UNKNOWN_RUN = "unknown_run"
+    INTERNAL_ERROR = "internal_error"
+    CHAT_UNAVAILABLE = "chat_unavailable"
+
+
+class Error(_Frame):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    request_id: Id | None = None
+    retry_after: float | None = Field(default=None, description="Seconds to wait before retrying")
+
+
+ClientFrame = Annotated[
+    DeviceHello
+    | HomeRequest
+    | FloatingRequest
+    | ToolResult
+    | AgentData
+    | AgentComplete
+    | Cancel
+    | Ping
+    | Pong,
+    Field(discriminator="type"),
+]
+
+ServerFrame = Annotated[
+    StreamStart
+    | StreamText
+    | StreamEnd
+    | FloatingDomain
+    | ToolCall
+    | AgentRun
+    | Error
+    | Ping
+    | Pong,
+    Field(discriminator="type"),
+]
+
+client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+server_frame_adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """The JSON Schema of both directions, as checked in under docs/."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Adiuva device WebSocket protocol",
+        "client_to_server": client_frame_adapter.json_schema(),
+        "server_to_client": server_frame_adapter.json_schema(),
+    }

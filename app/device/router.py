@@ -1,0 +1,69 @@
+"""`WS /api/v1/ws/device`: authenticate, enforce connection limits, hand over to the adapter."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, WebSocket
+
+from app.auth import service as auth_service
+from app.core.errors import UnauthorizedError
+from app.core.settings import Settings
+from app.device.connection import CloseCode, DeviceConnection
+from app.device.frames import Error, ErrorCode
+from app.device.protocol import DeviceProtocol, ProtocolLimits
+from app.device.registry import ConnectionLimitError, DeviceRegistry
+
+router = APIRouter()
+logger = logging.getLogger(__name__)
+
+
+def protocol_limits(settings: Settings) -> ProtocolLimits:
+    return ProtocolLimits(
+        max_frame_bytes=settings.ws_max_frame_bytes,
+        messages_per_minute=settings.ws_messages_per_minute,
+        max_inflight_requests=settings.ws_max_inflight_requests,
+        ping_interval_s=settings.ws_ping_interval_s,
+        idle_timeout_s=settings.ws_idle_timeout_s,
+    )
+
+
+@router.websocket("/ws/device")
+async def device_socket(websocket: WebSocket, token: str = "") -> None:
+    state = websocket.app.state
+    settings: Settings = state.settings
+    registry: DeviceRegistry = state.device_registry
+    try:
+        async with state.sessionmaker() as session:
+            user = await auth_service.authenticate(
+                session=session, settings=settings, access_token=token
+            )
+    except UnauthorizedError as exc:
+        # Accept only to say why: close code 1008 reaches every client library,
+        # a refused handshake reaches most as a bare 403.
+        await websocket.accept()
+        await websocket.close(CloseCode.POLICY_VIOLATION, str(exc.detail))
+        return
+    try:
+        registry.reserve(user.id)
+    except ConnectionLimitError as exc:
+        await websocket.accept()
+        error = Error(
+            code=ErrorCode.TOO_MANY_CONNECTIONS, message=str(exc), retry_after=exc.retry_after
+        )
+        await websocket.send_text(error.to_json())
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "too many connections")
+        return
+    try:
+        await websocket.accept()
+        connection = DeviceConnection(
+            websocket,
+            user_id=user.id,
+            protocol=DeviceProtocol(limits=protocol_limits(settings)),
+            registry=registry,
+            chat_handler=state.chat_handler,
+            tool_call_timeout_s=settings.tool_call_timeout_s,
+        )
+        await connection.run()
+    finally:
+        registry.release(user.id)
