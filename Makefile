@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format schema install clean
 
 run: $(STAMP)
 	$(BIN)/python -m app serve
@@ -20,6 +20,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The device protocol's JSON Schema, for the desktop app's generated TypeScript types.
+schema: $(STAMP)
+	$(BIN)/python -m app.device.schema > docs/device-protocol.schema.json
 
 install: $(STAMP)
 

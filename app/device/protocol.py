@@ -155,12 +155,14 @@ class DeviceProtocol:
         return self._error(ErrorCode.INVALID_FRAME, "frames are JSON text messages, not binary")
 
     def _receive_json(self, raw: object) -> Received:
+        if not isinstance(raw, dict):
+            return self._error(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
         try:
             frame = client_frame_adapter.validate_python(raw)
         except ValidationError as exc:
             request_id = _request_id_of(raw)
             if any(e["type"] in {"union_tag_invalid", "union_tag_not_found"} for e in exc.errors()):
-                kind = raw.get("type") if isinstance(raw, dict) else None
+                kind = raw.get("type")
                 message = f"unknown frame type {kind!r}" if kind else "frame has no 'type' field"
                 return self._error(ErrorCode.UNKNOWN_TYPE, message, request_id=request_id)
             return self._error(
