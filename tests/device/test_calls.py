@@ -143,7 +143,7 @@ async def test_concurrent_requests_reach_their_own_device() -> None:
     ada_call = await ada.answer_next(rows=[{"id": "ada-note"}])
     grace_call = await grace.answer_next(rows=[{"id": "grace-note"}])
 
-    assert await both == [{"rows": [{"id": "ada-note"}]}, {"rows": [{"id": "grace-note"}]}]
+    assert list(await both) == [{"rows": [{"id": "ada-note"}]}, {"rows": [{"id": "grace-note"}]}]
     assert (ada_call.request_id, grace_call.request_id) == ("ra", "rg")
 
 

@@ -221,7 +221,8 @@ async def test_tool_result_resolves_only_calls_issued_here() -> None:
     foreign = send(protocol, {"type": "tool_result", "id": "someone-elses", "rows": []})
     ours = send(protocol, {"type": "tool_result", "id": call.id, "rows": [{"id": "t1"}]})
 
-    assert foreign.replies == [] and foreign.frame is None
+    assert foreign.replies == []
+    assert foreign.frame is None
     assert ours.replies == []
     assert await call.future == {"rows": [{"id": "t1"}]}
     assert len(protocol.pending) == 0
