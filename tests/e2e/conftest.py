@@ -1,0 +1,134 @@
+"""A live server on loopback with a scripted chat handler, and devclient desktops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.settings import Settings
+from app.device.calls import execute_on_client
+from app.device.connection import ChatTurn
+from app.device.exceptions import ToolCallError
+from app.device.frames import StreamStart, StreamText
+from app.device.registry import DeviceRegistry
+from app.main import create_app
+from devclient.client import DeviceClient, register
+from devclient.store import LocalStore
+from tests.e2e.live_server import serve
+
+
+async def scripted_turn(turn: ChatTurn) -> None:
+    """Stands in for the assistant: the message is a JSON script of tool calls.
+
+    `{"calls": [{"action": ..., "table": ..., ...}], "say": "...", "sleep": s,
+    "crash": bool}`: each call's result (or error) is streamed back as one text
+    chunk; `crash` raises after the calls, as a bug would.
+    """
+    script = json.loads(turn.request.message)
+    await turn.emit(StreamStart(request_id=turn.request_id))
+    for call in script.get("calls", []):
+        try:
+            result: Any = await execute_on_client(**call)
+        except ToolCallError as exc:
+            result = {"tool_error": type(exc).__name__, "message": str(exc)}
+        await turn.emit(StreamText(request_id=turn.request_id, chunk=json.dumps(result) + "\n"))
+    await asyncio.sleep(script.get("sleep", 0))
+    if script.get("crash"):
+        raise RuntimeError("scripted crash")
+    if "say" in script:
+        await turn.emit(StreamText(request_id=turn.request_id, chunk=script["say"]))
+
+
+def script(
+    *calls: dict[str, Any], say: str | None = None, sleep: float = 0, crash: bool = False
+) -> str:
+    body: dict[str, Any] = {"calls": list(calls), "sleep": sleep, "crash": crash}
+    if say is not None:
+        body["say"] = say
+    return json.dumps(body)
+
+
+@dataclass
+class Account:
+    email: str
+    token: str
+
+
+@dataclass
+class Live:
+    base_url: str
+    app: FastAPI
+    tmp_path: Path
+    clients: list[DeviceClient] = field(default_factory=list)
+
+    @property
+    def registry(self) -> DeviceRegistry:
+        registry: DeviceRegistry = self.app.state.device_registry
+        return registry
+
+    async def account(self, email: str | None = None) -> Account:
+        email = email or f"{uuid.uuid4().hex[:8]}@example.com"
+        tokens = await register(self.base_url, email, "a long passphrase")
+        return Account(email=email, token=str(tokens["access_token"]))
+
+    async def desktop(
+        self, account: Account, device_id: str = "desk", **options: Any
+    ) -> DeviceClient:
+        store = LocalStore(self.tmp_path / f"{uuid.uuid4().hex}.sqlite3")
+        client = await DeviceClient.connect(
+            server=self.base_url, token=account.token, device_id=device_id, store=store, **options
+        )
+        self.clients.append(client)
+        return client
+
+    async def get(self, path: str, token: str | None = None) -> httpx.Response:
+        """An HTTP GET that does not block the loop the server runs in."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            return await http.get(path, headers=headers)
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 5) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not condition():  # noqa: ASYNC110 - server state has no event to wait on
+                await asyncio.sleep(0.01)
+
+
+LIVE_DEFAULTS: dict[str, Any] = {
+    "tool_call_timeout_s": 2.0,
+    "ws_ping_interval_s": 30.0,
+    "ws_idle_timeout_s": 90.0,
+    "ws_max_frame_bytes": 64 * 1024,
+}
+
+
+@pytest.fixture
+def live_settings() -> dict[str, Any]:
+    """Override in a test module (or parametrize) to change the live server's settings."""
+    return {}
+
+
+@pytest.fixture
+async def live(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    live_settings: dict[str, Any],
+    tmp_path: Path,
+) -> AsyncIterator[Live]:
+    settings = make_settings(database_url=database_url, **{**LIVE_DEFAULTS, **live_settings})
+    app = create_app(settings, chat_handler=scripted_turn)
+    async with serve(app, ws_max_size=settings.ws_max_frame_bytes * 4) as base_url:
+        server = Live(base_url=base_url, app=app, tmp_path=tmp_path)
+        try:
+            yield server
+        finally:
+            for client in server.clients:
+                await client.close()
