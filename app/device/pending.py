@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ class PendingCalls:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    def __iter__(self) -> Iterator[PendingCall]:
+        return iter(list(self._calls.values()))
 
     def open(self, *, request_id: str | None = None, run_id: str | None = None) -> PendingCall:
         call = PendingCall(

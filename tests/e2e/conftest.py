@@ -19,7 +19,7 @@ from app.device.calls import execute_on_client
 from app.device.connection import ChatTurn
 from app.device.exceptions import ToolCallError
 from app.device.frames import StreamStart, StreamText
-from app.device.registry import DeviceRegistry
+from app.device.registry import DeviceLink, DeviceRegistry
 from app.main import create_app
 from devclient.client import DeviceClient, register
 from devclient.store import LocalStore
@@ -61,6 +61,7 @@ def script(
 class Account:
     email: str
     token: str
+    user_id: uuid.UUID
 
 
 @dataclass
@@ -78,7 +79,15 @@ class Live:
     async def account(self, email: str | None = None) -> Account:
         email = email or f"{uuid.uuid4().hex[:8]}@example.com"
         tokens = await register(self.base_url, email, "a long passphrase")
-        return Account(email=email, token=str(tokens["access_token"]))
+        token = str(tokens["access_token"])
+        profile = (await self.get("/api/v1/auth/me", token)).json()
+        return Account(email=email, token=token, user_id=uuid.UUID(profile["id"]))
+
+    def link(self, account: Account, device_id: str | None = None) -> DeviceLink:
+        """The server's side of a connected desktop."""
+        link = self.registry.device(account.user_id, device_id)
+        assert link is not None, "the desktop is not connected"
+        return link
 
     async def desktop(
         self, account: Account, device_id: str = "desk", **options: Any

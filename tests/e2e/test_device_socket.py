@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ async def test_bad_or_expired_token_is_refused_with_1008(live: Live) -> None:
     )
 
     for token, reason in (("garbage", "Invalid access token"), (expired, "Access token expired")):
-        client = await live.desktop(account.__class__(account.email, token))
+        client = await live.desktop(dataclasses.replace(account, token=token))
         assert await client.wait_closed() == (1008, reason)
     assert live.registry.connection_count == 0
 
@@ -211,14 +211,15 @@ async def test_unanswered_tool_call_times_out_and_stream_still_ends(live: Live) 
     async def never(_: Frame) -> None:
         return None
 
-    client = await live.desktop(await live.account(), on_tool_call=never)
+    account = await live.account()
+    client = await live.desktop(account, on_tool_call=never)
 
     answer = await client.chat(script(SELECT_TASKS, say="done"))
 
     result = json.loads(answer.text.removesuffix("done"))
     assert result["tool_error"] == "ToolCallTimeoutError"
     assert answer.types[-1] == "stream_end"
-    [link] = live.registry.devices(next(iter(live.registry._links)))
+    link = live.link(account)
     assert len(link.protocol.pending) == 0
     assert link.protocol.inflight == set()
 
@@ -234,8 +235,8 @@ async def test_disconnect_fails_pending_calls_at_once_and_cleans_up(live: Live) 
     client = await live.desktop(account, on_tool_call=hold)
     await client.start_request({"type": "home_request", "message": script(SELECT_TASKS)})
     await asyncio.wait_for(seen.wait(), 5)
-    [link] = [link for links in live.registry._links.values() for link in links.values()]
-    [pending] = list(link.protocol.pending._calls.values())
+    link = live.link(account)
+    [pending] = list(link.protocol.pending)
 
     await client.close()
     # Far sooner than the 2 s tool time-out: the disconnect fails the call itself.
@@ -254,7 +255,8 @@ async def test_cancel_stops_the_request_which_still_ends(live: Live) -> None:
         seen.set()
         await asyncio.sleep(60)
 
-    client = await live.desktop(await live.account(), on_tool_call=hold)
+    account = await live.account()
+    client = await live.desktop(account, on_tool_call=hold)
     request_id = await client.start_request(
         {
             "type": "home_request",
@@ -270,7 +272,7 @@ async def test_cancel_stops_the_request_which_still_ends(live: Live) -> None:
 
     assert cancelled.types == ["stream_start", "tool_call", "stream_end"]
     assert cancelled.mutations == []
-    [link] = [link for links in live.registry._links.values() for link in links.values()]
+    link = live.link(account)
     assert len(link.protocol.pending) == 0
     assert link.protocol.inflight == set()
     client.on_tool_call = None
@@ -361,7 +363,7 @@ async def test_other_code_can_find_a_users_devices(live: Live) -> None:
     account = await live.account()
     await live.desktop(account, "office")
     await live.desktop(account, "laptop")
-    user_id = uuid.UUID((await live.get("/api/v1/auth/me", account.token)).json()["id"])
+    user_id = account.user_id
 
     await live.until(lambda: len(live.registry.devices(user_id)) == 2)
 
