@@ -15,11 +15,11 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_core.tools.base import create_schema_from_function
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from app.device.calls import execute_on_client
@@ -86,6 +86,33 @@ def given(fields: Mapping[str, object]) -> dict[str, object]:
 def flag(value: bool | None) -> int | None:
     """A boolean argument as the desktop's 0/1 column (None stays "not given")."""
     return None if value is None else int(value)
+
+
+AiSuggested = Annotated[
+    bool,
+    Field(description="True only for an item you propose on your own, not one the user asked for."),
+]
+ApprovedOnCreate = Annotated[
+    bool | None,
+    Field(
+        description=(
+            "Whether the user has approved it. Usually omit it: what the user asked for is"
+            " approved, your own suggestion awaits their approval."
+        )
+    ),
+]
+AiSuggestedChange = Annotated[
+    bool | None, Field(description="Mark (true) or unmark (false) it as your own suggestion.")
+]
+ApprovedChange = Annotated[
+    bool | None, Field(description="true once the user confirms a suggestion; false to revoke.")
+]
+
+
+def suggestion_flags(*, is_ai_suggested: bool, is_approved: bool | None) -> dict[str, object]:
+    """The 0/1 columns of a new item; a suggestion awaits approval unless told otherwise."""
+    approved = not is_ai_suggested if is_approved is None else is_approved
+    return {"isAiSuggested": int(is_ai_suggested), "isApproved": int(approved)}
 
 
 def describe(label: str, row: Row, *details: str | None) -> str:

@@ -4,7 +4,7 @@ Every line is one JSON object. The request middleware gives each request an id
 (`X-Request-ID` from the client when it is sane, otherwise a fresh one), echoes
 it back, and stamps it on every log line written while the request runs. Only
 the path is logged, never the query string: the device socket carries its
-token there.
+token there (and lines from libraries that do print it are redacted).
 """
 
 from __future__ import annotations
@@ -65,10 +65,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_SECRET_IN_TEXT = re.compile(
+    r"(?P<key>(?:token|access_token|refresh_token|password)=|Bearer\s+)[^&\s\"']+",
+    re.IGNORECASE,
+)
+
+
+class SecretRedactionFilter(logging.Filter):
+    """Blank out tokens that library log lines embed (uvicorn logs WebSocket URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_IN_TEXT.sub(r"\g<key>[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(SecretRedactionFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -90,8 +90,8 @@ class DeviceConnection:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._receive_loop()
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, DeviceDisconnectedError):
+            pass  # the device went away; cleaning up below is all there is to do
         finally:
             self._closed = True
             heartbeat.cancel()

@@ -12,7 +12,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.core.logging import JsonFormatter, RequestIdFilter, request_id_var
+from app.core.logging import (
+    JsonFormatter,
+    RequestIdFilter,
+    SecretRedactionFilter,
+    request_id_var,
+)
 from app.core.settings import Settings
 from app.main import create_app
 
@@ -182,3 +187,20 @@ def test_log_lines_written_during_a_request_carry_its_id() -> None:
         "user_id": "u1",
         "request_id": "req-7",
     }
+
+
+@pytest.mark.parametrize(
+    ("message", "args"),
+    [
+        ('%s - "WebSocket %s" [accepted]', ("127.0.0.1:5", "/api/v1/ws/device?token=eyJ.abc.def")),
+        ("header Authorization: Bearer eyJ.abc.def", ()),
+        ("refresh_token=eyJ.abc.def&x=1", ()),
+    ],
+)
+def test_tokens_in_library_log_lines_are_redacted(message: str, args: tuple[str, ...]) -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, message, args, None)
+
+    SecretRedactionFilter().filter(record)
+
+    assert "eyJ.abc.def" not in record.getMessage()
+    assert "[redacted]" in record.getMessage()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from app.core.embedded_db import running_postgres_for
 from tests.e2e.server_process import PROJECT_ROOT, ServerProcess
@@ -29,9 +30,15 @@ def test_embedded_server_stops_cleanly_and_keeps_accounts_across_restarts(
     registered = httpx.post(f"{first.base_url}/api/v1/auth/register", json=CREDENTIALS)
     assert registered.status_code == 201
     assert running_postgres_for(pgdata), "the embedded PostgreSQL should be running"
+    token = registered.json()["access_token"]
+    with connect(f"ws://127.0.0.1:{first.port}/api/v1/ws/device?token={token}") as ws:
+        ws.send('{"type": "ping"}')
+        assert '"pong"' in str(ws.recv(timeout=5))
 
     assert first.stop(stop_signal) == 0, first.log()
     assert running_postgres_for(pgdata) == [], "no orphan postgres may survive the server"
+    assert "/api/v1/ws/device?token=[redacted]" in first.log()
+    assert token not in first.log()
 
     second = ServerProcess(data_dir=data_dir)
     second.start()
