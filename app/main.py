@@ -10,7 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.router import router as auth_router
-from app.chat.turns import run_turn
+from app.chat.engine import ChatEngine
+from app.chat.router import router as chat_router
+from app.chat.service import ChatService
 from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.keys import MasterKeyring
@@ -32,7 +34,7 @@ def create_app(
 
     `DATABASE_URL` must be resolved by then: the launcher in `app.cli` starts
     the embedded PostgreSQL and fills it in before calling this. `chat_handler`
-    replaces the turn runner for device chat requests (tests script it).
+    replaces the chat service for device chat requests (tests script it).
     """
     settings = resolve_secrets(settings or Settings())
     if settings.database_url is None:
@@ -51,10 +53,20 @@ def create_app(
             max_per_user=settings.ws_max_connections_per_user,
             max_total=settings.ws_max_connections,
         )
-        app.state.chat_handler = chat_handler or run_turn
+        chat_engine = await ChatEngine.start(settings)
+        app.state.chat_engine = chat_engine
+        app.state.chat_service = ChatService(
+            settings=settings,
+            engine=chat_engine,
+            sessionmaker=app.state.sessionmaker,
+            keyring=app.state.keyring,
+            registry=app.state.device_registry,
+        )
+        app.state.chat_handler = chat_handler or app.state.chat_service.run_device_turn
         try:
             yield
         finally:
+            await chat_engine.close()
             await engine.dispose()
 
     app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
@@ -73,5 +85,6 @@ def create_app(
     api.include_router(health_router)
     api.include_router(auth_router)
     api.include_router(device_router)
+    api.include_router(chat_router)
     app.include_router(api)
     return app

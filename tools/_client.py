@@ -12,6 +12,7 @@ message status "error").
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ def domain_tool(run: Callable[..., Awaitable[str]]) -> BaseTool:
     model reads, and its annotated parameters (with pydantic `Field`
     descriptions) the argument schema.
     """
+    if not run.__doc__:
+        msg = f"tool {run.__name__} needs a docstring: it is the description the model reads"
+        raise TypeError(msg)
 
     @functools.wraps(run)
     async def guarded(**arguments: Any) -> str:
@@ -72,6 +76,9 @@ def domain_tool(run: Callable[..., Awaitable[str]]) -> BaseTool:
 
     return StructuredTool.from_function(
         coroutine=guarded,
+        # cleandoc, not LangChain's dedent: a docstring's first line has no indent,
+        # so dedent would leave the rest of the description indented.
+        description=inspect.cleandoc(run.__doc__),
         args_schema=create_schema_from_function(run.__name__, run),
         handle_tool_error=_error_text,
         handle_validation_error=_invalid_arguments_text,
@@ -171,7 +178,7 @@ class Entity:
         result = await execute_on_client(ToolAction.INSERT, self.table, data=given(data))
         row: Row | None = result.get("row")
         if row is None:
-            return f"Created the {self.noun}, but the desktop app did not return it, so its id is unknown."
+            return f"Created the {self.noun}, but the desktop app did not return its id."
         return await self._written(f"Created {self.noun}: {self.line(row)}.", row, then)
 
     async def update(

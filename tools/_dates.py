@@ -21,13 +21,15 @@ def to_millis(moment: datetime) -> int:
     return (moment - _EPOCH) // _MS
 
 
-def parse_moment(value: str, *, argument: str) -> int:
+def parse_moment(value: str | None, *, argument: str) -> int | None:
     """Read an ISO 8601 date or date-time given by the model as Unix milliseconds.
 
-    A date alone means the start of that day (00:00) in the user's zone; a
-    date-time without an offset is local time there; an explicit offset or "Z"
-    is honoured as given.
+    None stays None (the argument was not given). A date alone means the start
+    of that day (00:00) in the user's zone; a date-time without an offset is
+    local time there; an explicit offset or "Z" is honoured as given.
     """
+    if value is None:
+        return None
     try:
         # fromisoformat reads a bare date as midnight, which is the rule we want.
         moment = datetime.fromisoformat(value.strip())

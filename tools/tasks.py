@@ -81,8 +81,11 @@ def _assignees(row: Row) -> str | None:
     try:
         names = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError:
-        return f"assignee {raw}"
-    return f"assigned to {', '.join(map(str, names))}" if names else None
+        names = raw  # not the JSON array the desktop should store; show it as it is
+    if not names:
+        return None
+    shown = ", ".join(map(str, names)) if isinstance(names, list) else str(names)
+    return f"assigned to {shown}"
 
 
 def _preview(text: object) -> str | None:
@@ -90,7 +93,8 @@ def _preview(text: object) -> str | None:
         return None
     flat = " ".join(text.split())
     if len(flat) > _DESCRIPTION_PREVIEW:
-        flat = flat[:_DESCRIPTION_PREVIEW].rstrip() + "…"
+        # Cut at a word boundary (one extra character tells whether the cut ends a word).
+        flat = flat[: _DESCRIPTION_PREVIEW + 1].rsplit(" ", 1)[0] + "…"
     return f'description "{flat}"'
 
 
@@ -123,10 +127,6 @@ COMMENTS = Entity(
 def _assignee_column(names: list[str] | None) -> str | None:
     # The desktop stores names as the JSON array string JSON.stringify writes.
     return None if names is None else json.dumps(names, ensure_ascii=False, separators=(",", ":"))
-
-
-def _due(value: str | None) -> int | None:
-    return None if value is None else parse_moment(value, argument="due_date")
 
 
 @domain_tool
@@ -171,21 +171,8 @@ async def create_task(
     assignees: Assignees = None,
     due_date: DueDate = None,
     project_id: ProjectOfTask = None,
-    is_ai_suggested: Annotated[
-        bool,
-        Field(
-            description="True only for a task you propose on your own, not one the user asked for."
-        ),
-    ] = False,
-    is_approved: Annotated[
-        bool | None,
-        Field(
-            description=(
-                "Whether the user has approved the task. Omit it: a task the user asked for"
-                " is approved, a suggestion of yours awaits approval."
-            )
-        ),
-    ] = None,
+    is_ai_suggested: AiSuggested = False,
+    is_approved: ApprovedOnCreate = None,
 ) -> str:
     """Create a task in the user's workspace and return it with its new id.
 
@@ -200,7 +187,7 @@ async def create_task(
             "status": status,
             "priority": priority,
             "assignee": _assignee_column(assignees),
-            "dueDate": _due(due_date),
+            "dueDate": parse_moment(due_date, argument="due_date"),
             **suggestion_flags(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
         }
     )
@@ -232,7 +219,7 @@ async def update_task(
             "status": status,
             "priority": priority,
             "assignee": _assignee_column(assignees),
-            "dueDate": _due(due_date),
+            "dueDate": parse_moment(due_date, argument="due_date"),
             "isAiSuggested": flag(is_ai_suggested),
             "isApproved": flag(is_approved),
         },
@@ -271,7 +258,7 @@ async def add_task_comment(
         str,
         Field(
             min_length=1,
-            description="Who writes it: the user's name when they dictate it, 'Adiuva' for your own.",
+            description="Who writes it: the user's name if they dictate it, 'Adiuva' for you.",
         ),
     ],
     content: Annotated[str, Field(min_length=1, description="The comment text.")],

@@ -47,10 +47,6 @@ def _timeline_line(row: Row) -> str:
 TIMELINES = Entity(table="timelines", noun="milestone", plural="milestones", line=_timeline_line)
 
 
-def _date(value: str | None) -> int | None:
-    return None if value is None else parse_moment(value, argument="date")
-
-
 @domain_tool
 async def list_timelines(
     project_id: Annotated[
@@ -80,7 +76,7 @@ async def create_timeline(
         {
             "projectId": project_id,
             "title": title,
-            "date": _date(date),
+            "date": parse_moment(date, argument="date"),
             **suggestion_flags(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
         }
     )
@@ -103,7 +99,7 @@ async def update_timeline(
         {
             "projectId": project_id,
             "title": title,
-            "date": _date(date),
+            "date": parse_moment(date, argument="date"),
             "isAiSuggested": flag(is_ai_suggested),
             "isApproved": flag(is_approved),
         },

@@ -43,6 +43,14 @@ class MasterKeyring:
             msg = "no configured master key opens this data key"
             raise KeyUnavailableError(msg) from exc
 
+    def raw_data_key(self, wrapped: bytes) -> bytes:
+        """The unwrapped key bytes, for deriving lookup digests (never store them)."""
+        try:
+            return self._all.decrypt(wrapped)
+        except InvalidToken as exc:
+            msg = "no configured master key opens this data key"
+            raise KeyUnavailableError(msg) from exc
+
     def rewrap(self, wrapped: bytes) -> bytes:
         """The same data key, wrapped by the current master key."""
         try:

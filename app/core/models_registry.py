@@ -2,7 +2,8 @@
 
 from app.auth import models as auth_models
 from app.core.database import Base
+from app.memory import models as memory_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata"]
+__all__ = ["auth_models", "memory_models", "metadata"]

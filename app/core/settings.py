@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     # bcrypt work factor; 12 is the production default, tests lower it for speed.
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
+    # The language model, reached through LiteLLM (model strings like "openai/gpt-4o-mini").
+    llm_model: str | None = None
+    llm_api_base: str | None = None
+    llm_api_key: str | None = None
+    # Tried in order when the main model fails after its retries.
+    llm_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    llm_supervisor_model: str | None = None
+    llm_subagent_model: str | None = None
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0)
+    # Messages of a thread the supervisor keeps (and sends) at most; older ones are dropped.
+    history_max_messages: int = Field(default=40, ge=4)
+    default_timezone: str = "UTC"
+
     # The device WebSocket (docs/protocol.md).
     tool_call_timeout_s: float = Field(default=30.0, gt=0)
     ws_ping_interval_s: float = Field(default=30.0, gt=0)
@@ -64,7 +78,9 @@ class Settings(BaseSettings):
     ws_max_connections: int = Field(default=10_000, ge=1)
     ws_max_inflight_requests: int = Field(default=4, ge=1)
 
-    _split = field_validator("encryption_old_keys", "cors_origins", mode="before")(_split_commas)
+    _split = field_validator(
+        "encryption_old_keys", "cors_origins", "llm_fallback_models", mode="before"
+    )(_split_commas)
 
     @field_validator("database_url")
     @classmethod

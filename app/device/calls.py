@@ -30,6 +30,8 @@ class CallTarget:
     request_id: str | None = None
     run_id: str | None = None
     mutations: list[Mutation] = field(default_factory=list)
+    # Every id the desktop returned: the only ids the answer may reference.
+    returned_ids: set[str] = field(default_factory=set)
 
 
 _current_target: ContextVar[CallTarget | None] = ContextVar("call_target", default=None)
@@ -57,6 +59,13 @@ def _mutation(
     row = result.get("row")
     data = row if action is not ToolAction.DELETE and isinstance(row, dict) else sent
     return Mutation(action=action.value, table=table, data=data)
+
+
+def _ids_in(result: dict[str, Any]) -> Iterator[str]:
+    rows = [result.get("row"), *(result.get("rows") or []), *(result.get("results") or [])]
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get("id"), str | int):
+            yield str(row["id"])
 
 
 async def execute_on_client(
@@ -102,6 +111,7 @@ async def execute_on_client(
         pending.discard(call.id)
     if "error" in result:
         raise ClientToolError(str(result["error"]))
+    target.returned_ids.update(_ids_in(result))
     if action in MUTATING_ACTIONS and table is not None:
         target.mutations.append(_mutation(action, table, data or {}, result))
     return result

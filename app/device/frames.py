@@ -237,7 +237,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_REQUEST = "unknown_request"
     UNKNOWN_RUN = "unknown_run"
     INTERNAL_ERROR = "internal_error"
-    CHAT_UNAVAILABLE = "chat_unavailable"
+    LLM_NOT_CONFIGURED = "llm_not_configured"
+    LLM_ERROR = "llm_error"
 
 
 class Error(_Frame):

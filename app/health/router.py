@@ -24,6 +24,7 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
     database: Literal["ok", "unavailable"]
+    llm: Literal["configured", "not_configured"]
 
 
 async def _database_answers(engine: AsyncEngine) -> bool:
@@ -38,7 +39,11 @@ async def _database_answers(engine: AsyncEngine) -> bool:
 
 @router.get("/health", responses={503: {"model": Health, "description": "A dependency is down"}})
 async def health(request: Request, response: Response) -> Health:
-    """`ok` when every dependency answers; otherwise 503 and `degraded`."""
+    """`ok` when every dependency answers; otherwise 503 and `degraded`.
+
+    `llm` says whether a language model is configured; without one the server
+    runs, but chat answers `llm_not_configured`.
+    """
     database_ok = await _database_answers(request.app.state.engine)
     if not database_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -46,4 +51,5 @@ async def health(request: Request, response: Response) -> Health:
         status="ok" if database_ok else "degraded",
         version=__version__,
         database="ok" if database_ok else "unavailable",
+        llm="configured" if request.app.state.chat_engine.supervisors else "not_configured",
     )

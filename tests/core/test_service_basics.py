@@ -26,7 +26,12 @@ async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> 
     response = await client.get("/api/v1/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "version": "0.1.0", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "version": "0.1.0",
+        "database": "ok",
+        "llm": "not_configured",
+    }
 
 
 def closed_port() -> int:
@@ -53,7 +58,12 @@ async def test_health_is_degraded_when_the_database_does_not_answer(
     response = await client_without_database.get("/api/v1/health")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "degraded", "version": "0.1.0", "database": "unavailable"}
+    assert response.json() == {
+        "status": "degraded",
+        "version": "0.1.0",
+        "database": "unavailable",
+        "llm": "not_configured",
+    }
 
 
 async def test_a_database_outage_on_a_route_is_a_clean_500(

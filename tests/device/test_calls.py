@@ -196,3 +196,20 @@ async def test_reconnecting_device_replaces_its_older_link() -> None:
 
     assert replaced is old.link
     assert registry.device(user, "office") is new.link
+
+
+async def test_ids_the_desktop_returns_are_recorded() -> None:
+    desktop = FakeDesktop()
+    target = target_for(desktop)
+    with calls_go_to(target):
+        select = asyncio.create_task(execute_on_client("select", "tasks"))
+        await desktop.answer_next(rows=[{"id": "t1"}, {"id": "t2"}])
+        await select
+        get = asyncio.create_task(execute_on_client("get", "notes", data={"id": "n1"}))
+        await desktop.answer_next(row={"id": "n1"})
+        await get
+        missing = asyncio.create_task(execute_on_client("get", "notes", data={"id": "zz"}))
+        await desktop.answer_next(row=None)
+        await missing
+
+    assert target.returned_ids == {"t1", "t2", "n1"}

@@ -372,11 +372,11 @@ async def test_other_code_can_find_a_users_devices(live: Live) -> None:
     assert not live.registry.is_online(user_id, "phone")
 
 
-async def test_without_an_assistant_chat_ends_with_chat_unavailable(
+async def test_without_a_model_chat_ends_with_llm_not_configured(
     make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(database_url=database_url)
-    app = create_app(settings)  # the server's own turn runner, not the test script
+    app = create_app(settings)  # the server's own chat service, with no LLM_MODEL set
     async with serve(app, ws_max_size=settings.ws_max_frame_bytes * 4) as base_url:
         server = Live(base_url=base_url, app=app, tmp_path=tmp_path)
         client = await server.desktop(await server.account())
@@ -388,5 +388,6 @@ async def test_without_an_assistant_chat_ends_with_chat_unavailable(
 
     for result in (answer, floating):
         assert result.types == ["error", "stream_end"]
-        assert result.errors[0]["code"] == "chat_unavailable"
+        assert result.errors[0]["code"] == "llm_not_configured"
+        assert "LLM_MODEL" in result.errors[0]["message"]
         assert result.errors[0]["request_id"] == result.request_id

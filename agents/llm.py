@@ -1,0 +1,63 @@
+"""Chat models for the supervisors and sub-agents, all through LiteLLM."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_litellm import ChatLiteLLM, ChatLiteLLMRouter
+from litellm.router import Router
+
+from app.core.settings import Settings
+
+Role = Literal["supervisor", "subagent"]
+
+
+class LLMNotConfiguredError(RuntimeError):
+    """No model is configured; the message tells the operator what to set."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No language model is configured: set LLM_MODEL (a LiteLLM model string such as "
+            "openai/gpt-4o-mini), and LLM_API_BASE / LLM_API_KEY as the provider needs."
+        )
+
+
+def model_name(settings: Settings, role: Role) -> str:
+    override = (
+        settings.llm_supervisor_model if role == "supervisor" else settings.llm_subagent_model
+    )
+    name = override or settings.llm_model
+    if not name:
+        raise LLMNotConfiguredError
+    return name
+
+
+def _deployment(settings: Settings, name: str) -> dict[str, object]:
+    params: dict[str, object] = {"model": name, "timeout": settings.llm_timeout_s}
+    if settings.llm_api_base:
+        params["api_base"] = settings.llm_api_base
+    if settings.llm_api_key:
+        params["api_key"] = settings.llm_api_key
+    return {"model_name": name, "litellm_params": params}
+
+
+def chat_model(settings: Settings, role: Role) -> BaseChatModel:
+    """The streaming chat model for `role`; with fallbacks, a LiteLLM router over them."""
+    name = model_name(settings, role)
+    if settings.llm_fallback_models:
+        names = [name, *(m for m in settings.llm_fallback_models if m != name)]
+        router = Router(
+            model_list=[_deployment(settings, n) for n in names],
+            fallbacks=[{name: names[1:]}],
+            num_retries=settings.llm_max_retries,
+        )
+        return ChatLiteLLMRouter(router=router, model_name=name, streaming=True)
+    return ChatLiteLLM(
+        model=name,
+        api_base=settings.llm_api_base,
+        api_key=settings.llm_api_key,
+        streaming=True,
+        request_timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )

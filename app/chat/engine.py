@@ -1,0 +1,65 @@
+"""What chat needs at start-up: the models, the checkpointer and the two graphs.
+
+Built once in the app's lifespan. With no model configured the server still
+runs: `supervisors` is None and `not_configured` says which variable to set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import make_url
+
+from agents.llm import LLMNotConfiguredError, chat_model
+from agents.supervisors import Supervisors, build_supervisors
+from app.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def libpq_url(database_url: str) -> str:
+    """The SQLAlchemy asyncpg URL as psycopg (the checkpointer's driver) spells it."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class ChatEngine:
+    supervisors: Supervisors | None
+    not_configured: str | None = None
+    _pool: AsyncConnectionPool[Any] | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> ChatEngine:
+        try:
+            supervisor_model = chat_model(settings, "supervisor")
+            subagent_model = chat_model(settings, "subagent")
+        except LLMNotConfiguredError as exc:
+            logger.warning("chat is off: %s", exc)
+            return cls(supervisors=None, not_configured=str(exc))
+        assert settings.database_url is not None
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            libpq_url(settings.database_url),
+            open=False,
+            max_size=10,
+            # What AsyncPostgresSaver requires of its connections.
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        )
+        await pool.open()
+        checkpointer = AsyncPostgresSaver(pool)
+        await checkpointer.setup()
+        supervisors = build_supervisors(
+            supervisor_model=supervisor_model,
+            subagent_model=subagent_model,
+            checkpointer=checkpointer,
+            max_messages=settings.history_max_messages,
+        )
+        return cls(supervisors=supervisors, _pool=pool)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

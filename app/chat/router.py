@@ -1,0 +1,24 @@
+"""`POST /chat`: the REST fallback when streaming is unavailable."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.auth.dependencies import CurrentUser
+from app.chat.schemas import ChatRequest, ChatResponse
+from app.chat.service import ChatService
+
+router = APIRouter(tags=["chat"])
+
+
+@router.post(
+    "/chat", responses={503: {"description": "No language model configured, or it failed"}}
+)
+async def chat(body: ChatRequest, user: CurrentUser, request: Request) -> ChatResponse:
+    """Ask the Home assistant and get the whole answer at once.
+
+    Tools run on the user's most recently active desktop; with none online the
+    assistant is told so and says it (still 200).
+    """
+    service: ChatService = request.app.state.chat_service
+    return await service.run_rest_turn(user_id=user.id, message=body.message, context=body.context)

@@ -1,0 +1,204 @@
+"""Running chat turns: a device request (streamed) or a REST call (one answer).
+
+Around every turn the service binds what the tools need (the desktop, the
+user's time zone, where `update_core_memory` writes) and picks the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import openai
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.middleware import FloatingScope
+from agents.supervisors import Graph
+from app.chat.engine import ChatEngine
+from app.chat.formatter import TurnStream
+from app.chat.schemas import ChatResponse
+from app.chat.tags import TagFilter
+from app.core.errors import ServiceUnavailableError
+from app.core.keys import MasterKeyring
+from app.core.settings import Settings
+from app.device.calls import CallTarget, calls_go_to, current_target
+from app.device.connection import ChatTurn
+from app.device.frames import Error, ErrorCode, FloatingRequest, HistoryMessage, HomeRequest
+from app.device.registry import DeviceRegistry
+from app.memory import service as memory_service
+from tools.context import turn_context
+from tools.memory import core_memory_writes_to
+
+logger = logging.getLogger(__name__)
+
+MAX_CONTEXT_CHARS = 4000
+LLM_ERROR_MESSAGE = "The language model did not answer; please try again."
+
+
+def thread_key(user_id: uuid.UUID, device_id: str, request: HomeRequest | FloatingRequest) -> str:
+    """The checkpointer thread; always under the user's id, so threads never cross users."""
+    if request.thread_id:
+        return f"{user_id}:thread:{request.thread_id}"
+    if isinstance(request, FloatingRequest):
+        return f"{user_id}:{device_id}:floating:{request.scope.type}:{request.scope.id or '-'}"
+    return f"{user_id}:{device_id}:home"
+
+
+def _history(messages: list[HistoryMessage], limit: int) -> list[BaseMessage]:
+    return [
+        HumanMessage(m.content) if m.role == "user" else AIMessage(m.content)
+        for m in messages[-limit:]
+    ]
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: ChatEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        keyring: MasterKeyring,
+        registry: DeviceRegistry,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._sessionmaker = sessionmaker
+        self._keyring = keyring
+        self._registry = registry
+
+    @asynccontextmanager
+    async def _user_bindings(self, user_id: uuid.UUID) -> AsyncIterator[None]:
+        """The user's time zone (from core memory, if they told us) and memory writes."""
+        async with self._sessionmaker() as session:
+            cipher = await memory_service.UserCipher.for_user(
+                session=session, keyring=self._keyring, user_id=user_id
+            )
+            core = await memory_service.list_core(session=session, cipher=cipher, user_id=user_id)
+
+        async def remember(key: str, value: str) -> None:
+            async with self._sessionmaker() as session:
+                await memory_service.set_core(
+                    session=session, cipher=cipher, user_id=user_id, key=key, value=value
+                )
+
+        timezone = core.get("timezone", self._settings.default_timezone)
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            timezone = self._settings.default_timezone
+        with turn_context(timezone=timezone), core_memory_writes_to(remember):
+            yield
+
+    async def _thread_start(
+        self, graph: Graph, config: RunnableConfig, history: list[HistoryMessage] | None
+    ) -> tuple[list[BaseMessage], set[str]]:
+        """Messages to seed a new thread with, and the ids known from earlier turns."""
+        state = await graph.aget_state(config)
+        values = state.values or {}
+        seed = (
+            []
+            if values.get("messages") or not history
+            else _history(history, self._settings.history_max_messages)
+        )
+        return seed, set(values.get("known_ids", []))
+
+    def _graph(self, floating: bool) -> Graph | None:
+        supervisors = self._engine.supervisors
+        if supervisors is None:
+            return None
+        return supervisors.floating if floating else supervisors.home
+
+    async def run_device_turn(self, turn: ChatTurn) -> None:
+        """Stream one Home or Floating request; the connection sends `stream_end`."""
+        request = turn.request
+        floating = isinstance(request, FloatingRequest)
+        graph = self._graph(floating)
+        if graph is None:
+            await turn.emit(
+                Error(
+                    code=ErrorCode.LLM_NOT_CONFIGURED,
+                    message=str(self._engine.not_configured),
+                    request_id=turn.request_id,
+                )
+            )
+            return
+        target = current_target()
+        assert target is not None  # the connection binds it for every request
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_key(turn.user_id, turn.device_id, request)}
+        }
+        history = request.conversation_history if isinstance(request, HomeRequest) else None
+        seed, known_ids = await self._thread_start(graph, config, history)
+        target.returned_ids.update(known_ids)
+        scope = (
+            FloatingScope(request.scope.type, request.scope.id)
+            if isinstance(request, FloatingRequest)
+            else None
+        )
+        stream = TurnStream(
+            emit=turn.emit,
+            request_id=turn.request_id,
+            floating=floating,
+            known_ids=target.returned_ids,
+        )
+        async with self._user_bindings(turn.user_id):
+            await stream.start()
+            try:
+                async for namespace, mode, data in graph.astream(
+                    {"messages": [*seed, HumanMessage(request.message)]},
+                    config,
+                    context=scope,
+                    stream_mode=["messages", "updates"],
+                    subgraphs=True,
+                ):
+                    await stream.event(tuple(namespace), mode, data)
+            except openai.APIError as exc:
+                logger.warning("model call failed", extra={"error": type(exc).__name__})
+                await turn.emit(
+                    Error(
+                        code=ErrorCode.LLM_ERROR,
+                        message=LLM_ERROR_MESSAGE,
+                        request_id=turn.request_id,
+                    )
+                )
+                return
+            await stream.finish()
+
+    async def run_rest_turn(
+        self, *, user_id: uuid.UUID, message: str, context: dict[str, Any] | None
+    ) -> ChatResponse:
+        """One Home turn without streaming, its tools run on the user's latest desktop."""
+        graph = self._graph(floating=False)
+        if graph is None:
+            raise ServiceUnavailableError(str(self._engine.not_configured))
+        config: RunnableConfig = {"configurable": {"thread_id": f"{user_id}:rest"}}
+        _, known_ids = await self._thread_start(graph, config, None)
+        target = CallTarget(
+            link=self._registry.device(user_id),
+            timeout_s=self._settings.tool_call_timeout_s,
+            request_id=f"rest-{uuid.uuid4().hex}",
+            returned_ids=set(known_ids),
+        )
+        if context:
+            message += "\n\nWhat the app is showing: " + json.dumps(context)[:MAX_CONTEXT_CHARS]
+        with calls_go_to(target):
+            async with self._user_bindings(user_id):
+                try:
+                    state = await graph.ainvoke(
+                        {"messages": [HumanMessage(message)]},
+                        config,
+                    )
+                except openai.APIError as exc:
+                    logger.warning("model call failed", extra={"error": type(exc).__name__})
+                    raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc
+        answer = state["messages"][-1].text if state.get("messages") else ""
+        tags = TagFilter(target.returned_ids)
+        return ChatResponse(response=tags.feed(answer) + tags.finish(), mutations=target.mutations)
