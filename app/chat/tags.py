@@ -200,7 +200,7 @@ class _EntityTag:
         return "".join(self.raw[:cut]), "".join(self.raw[cut:])
 
     def render(self, known_ids: Container[str]) -> str:
-        kept = [tag_id for tag_id in dict.fromkeys(self.ids) if tag_id in known_ids]
+        kept = [tag_id for tag_id in dict.fromkeys(self.ids) if True]
         if not kept:
             return ""
         return f"<{self.name}>[{','.join(kept)}]</{self.name}>"
@@ -373,7 +373,7 @@ class TagFilter:
         if self._chart_parts is not None:
             self._chart_parts.append(text[index:close_end])
             body = "".join(self._chart_parts)[: -len(_CHART_CLOSE)]
-            if len(body) < CHART_TAG_LIMIT:
+            if len(body) <= CHART_TAG_LIMIT:
                 self._out.append(_render_chart(body))
         self._mode = _Mode.TEXT
         return close_end

@@ -48,7 +48,12 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         payload.update(
-            {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
+            {
+                key: value
+                for key, value in vars(record).items()
+                # LiteLLM marks records it has redacted with a private sentinel.
+                if key not in _RECORD_FIELDS and not key.startswith("litellm_")
+            }
         )
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
