@@ -59,5 +59,9 @@ def chat_model(settings: Settings, role: Role) -> BaseChatModel:
         api_key=settings.llm_api_key,
         streaming=True,
         request_timeout=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
+        # ChatLiteLLM's own max_retries counts attempts (1 = no retry) and skips
+        # server errors; the provider SDK's retries (with back-off, honouring
+        # Retry-After) cover 429s and 5xx, so LLM_MAX_RETRIES goes there.
+        max_retries=1,
+        model_kwargs={"max_retries": settings.llm_max_retries},
     )

@@ -49,14 +49,18 @@ async def database_url(databases: TestDatabases) -> AsyncIterator[str]:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings for a test: dev mode, fixed secrets, cheap bcrypt; override anything."""
+    """Settings for a test: dev mode, fixed secrets, cheap bcrypt; override anything.
+
+    The secrets are fixed for the test, so a "restarted" server reads old data.
+    """
+    encryption_key = Fernet.generate_key().decode()
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "env": "dev",
             "data_dir": tmp_path / "data",
             "jwt_secret": "test-jwt-secret-that-is-long-enough-0123456789",
-            "encryption_key": Fernet.generate_key().decode(),
+            "encryption_key": encryption_key,
             "bcrypt_rounds": 4,
         }
         values.update(overrides)

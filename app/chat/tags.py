@@ -200,7 +200,7 @@ class _EntityTag:
         return "".join(self.raw[:cut]), "".join(self.raw[cut:])
 
     def render(self, known_ids: Container[str]) -> str:
-        kept = [tag_id for tag_id in dict.fromkeys(self.ids) if True]
+        kept = [tag_id for tag_id in dict.fromkeys(self.ids) if tag_id in known_ids]
         if not kept:
             return ""
         return f"<{self.name}>[{','.join(kept)}]</{self.name}>"
@@ -236,7 +236,7 @@ def _render_chart(body: str) -> str:
     """The chart tag to emit for `body`, or "" when it is not a valid chart."""
     try:
         chart = json.loads(body)
-        if not _is_valid_chart(chart):
+        if not isinstance(chart, dict):
             return ""
         compact = json.dumps(chart, separators=(",", ":"), allow_nan=False)
     except (ValueError, RecursionError):  # bad JSON, NaN/Infinity, absurd nesting

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from app.device.registry import DeviceLink, DeviceRegistry
 from app.main import create_app
 from devclient.client import DeviceClient, register
 from devclient.store import LocalStore
+from tests.e2e.assistant_policy import AssistantPolicy
 from tests.e2e.live_server import serve
+from tests.llm.scripted_openai import ScriptedLLM, scripted_llm
 
 
 async def scripted_turn(turn: ChatTurn) -> None:
@@ -70,6 +73,8 @@ class Live:
     app: FastAPI
     tmp_path: Path
     clients: list[DeviceClient] = field(default_factory=list)
+    policy: AssistantPolicy = field(default_factory=AssistantPolicy)
+    llm: ScriptedLLM | None = None
 
     @property
     def registry(self) -> DeviceRegistry:
@@ -104,6 +109,11 @@ class Live:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with httpx.AsyncClient(base_url=self.base_url) as http:
             return await http.get(path, headers=headers)
+
+    async def post(self, path: str, token: str | None, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            return await http.post(path, json=body, headers=headers)
 
     async def until(self, condition: Callable[[], bool], timeout_s: float = 5) -> None:
         async with asyncio.timeout(timeout_s):
@@ -141,3 +151,47 @@ async def live(
         finally:
             for client in server.clients:
                 await client.close()
+
+
+@asynccontextmanager
+async def running(app: FastAPI, server: Live) -> AsyncIterator[Live]:
+    """Serve `app` and close every desktop the test opened when done."""
+    async with serve(app, ws_max_size=4 * 1024 * 1024) as base_url:
+        server.base_url, server.app = base_url, app
+        try:
+            yield server
+        finally:
+            for client in server.clients:
+                await client.close()
+            server.clients.clear()
+
+
+@pytest.fixture
+def assistant_settings(
+    make_settings: Callable[..., Settings], database_url: str, live_settings: dict[str, Any]
+) -> Callable[[str], Settings]:
+    """Settings for a server whose model is the scripted LLM at `api_base`."""
+
+    def make(api_base: str) -> Settings:
+        return make_settings(
+            database_url=database_url,
+            llm_model="openai/scripted",
+            llm_api_base=api_base,
+            llm_api_key="test-key",
+            llm_max_retries=0,
+            **{**LIVE_DEFAULTS, **live_settings},
+        )
+
+    return make
+
+
+@pytest.fixture
+async def assistant(
+    assistant_settings: Callable[[str], Settings], tmp_path: Path
+) -> AsyncIterator[Live]:
+    """The real server with the real chat service; the model is scripted on loopback."""
+    server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)
+    async with scripted_llm(server.policy) as llm:
+        server.llm = llm
+        async with running(create_app(assistant_settings(llm.api_base)), server):
+            yield server

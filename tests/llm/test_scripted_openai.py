@@ -305,7 +305,9 @@ async def test_embeddings_in_base64_decode_to_the_same_vectors(llm: ScriptedLLM)
 
 
 async def test_sse_wire_format(llm: ScriptedLLM) -> None:
-    llm.policy = ScriptedPolicy(ScriptedToolCall("get_time", {"timezone": "UTC"}, id="t"), "hi")
+    llm.policy = ScriptedPolicy(
+        ScriptedToolCall("get_time", {"timezone": "UTC"}, id="t"), "hi", "hi"
+    )
     body: dict[str, Any] = {
         "model": "scripted",
         "messages": [{"role": "user", "content": "x"}],
