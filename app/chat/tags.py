@@ -236,7 +236,7 @@ def _render_chart(body: str) -> str:
     """The chart tag to emit for `body`, or "" when it is not a valid chart."""
     try:
         chart = json.loads(body)
-        if not isinstance(chart, dict):
+        if not _is_valid_chart(chart):
             return ""
         compact = json.dumps(chart, separators=(",", ":"), allow_nan=False)
     except (ValueError, RecursionError):  # bad JSON, NaN/Infinity, absurd nesting

@@ -192,7 +192,8 @@ INVALID_CHARTS = {
     "unhashable type": chart(chartType=["bar"], data=[], config={}),
     "missing type": chart(data=[], config={}),
     "title not text": chart(chartType="bar", title=3, data=[], config={}),
-    "data not a list": chart(chartType="bar", data={"a": 1}, config={}),
+    "data an object": chart(chartType="bar", data={}, config={}),
+    "data a string": chart(chartType="bar", data="", config={}),
     "missing data": chart(chartType="bar", config={}),
     "row not an object": chart(chartType="bar", data=[1, 2], config={}),
     "config not an object": chart(chartType="bar", data=[], config=[]),
@@ -248,6 +249,13 @@ def test_entity_tag_over_the_limit_is_text() -> None:
     assert run([f"<task>[{ids}]</task>"]) == f"[{ids}]"
     ids = "t1," * (ENTITY_TAG_LIMIT // 3 - 10) + "t2"
     assert run([f"<task>[{ids}]</task>"]) == "<task>[t1,t2]</task>"
+
+
+def test_whitespace_before_a_chart_body_is_bounded() -> None:
+    body = json.dumps(VALID_CHART)
+    lead = " " * ENTITY_TAG_LIMIT
+    assert run([f"<chart>{lead}{body}</chart>"]) == VALID_CHART_OUT
+    assert run([f"<chart>{lead} {body}</chart>"]) == f"{lead} {body}"
 
 
 @pytest.mark.parametrize(
