@@ -389,3 +389,27 @@ async def test_prompts_offer_each_model_only_its_own_tools(assistant: Live) -> N
          "list_task_comments", "add_task_comment", "delete_task_comment"]
     )  # fmt: skip
     assert "general-purpose" not in supervisor.tool("task").description
+
+
+@pytest.mark.parametrize("live_settings", [{"llm_fallback_models": ["openai/backup"]}])
+async def test_a_failing_model_falls_back_to_the_next(assistant: Live) -> None:
+    client = await assistant.desktop(await assistant.account())
+
+    def primary_down(request: Any) -> Any:
+        return ErrorReply(500) if request.model == "scripted" else "Answered by the backup."
+
+    assistant.llm.policy = primary_down  # type: ignore[union-attr]
+
+    answer = await client.chat("hello")
+
+    assert answer.text == "Answered by the backup."
+    assert {r.model for r in assistant.llm.requests} == {"scripted", "backup"}  # type: ignore[union-attr]
+
+
+async def test_rest_chat_without_a_model_is_503_with_the_variable_to_set(live: Live) -> None:
+    account = await live.account()
+
+    response = await live.post("/api/v1/chat", account.token, {"message": "hi"})
+
+    assert response.status_code == 503
+    assert "LLM_MODEL" in response.json()["detail"]
