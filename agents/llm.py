@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -11,6 +12,15 @@ from litellm.router import Router
 from app.core.settings import Settings
 
 Role = Literal["supervisor", "subagent"]
+
+# LiteLLM gives its loggers their own stderr handlers at import, and logs every
+# completion at INFO: send its records through the server's JSON handler
+# instead, warnings and up only.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+    _logger = logging.getLogger(_name)
+    _logger.handlers.clear()
+    _logger.propagate = True
+    _logger.setLevel(logging.WARNING)
 
 
 class LLMNotConfiguredError(RuntimeError):
