@@ -6,9 +6,11 @@ user's time zone, where `update_core_memory` writes) and picks the thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -73,6 +75,17 @@ class ChatService:
         self._sessionmaker = sessionmaker
         self._keyring = keyring
         self._registry = registry
+        # One turn at a time per thread: two concurrent turns would interleave
+        # their messages in one checkpoint. Weak values: idle threads cost nothing.
+        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _lock(self, thread: str) -> asyncio.Lock:
+        lock = self._thread_locks.get(thread)
+        if lock is None:
+            lock = self._thread_locks[thread] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def _user_bindings(self, user_id: uuid.UUID) -> AsyncIterator[None]:
@@ -132,9 +145,16 @@ class ChatService:
             return
         target = current_target()
         assert target is not None  # the connection binds it for every request
-        config: RunnableConfig = {
-            "configurable": {"thread_id": thread_key(turn.user_id, turn.device_id, request)}
-        }
+        thread = thread_key(turn.user_id, turn.device_id, request)
+        async with self._lock(thread):
+            await self._stream_turn(turn, graph, thread, target)
+
+    async def _stream_turn(
+        self, turn: ChatTurn, graph: Graph, thread: str, target: CallTarget
+    ) -> None:
+        request = turn.request
+        floating = isinstance(request, FloatingRequest)
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
         history = request.conversation_history if isinstance(request, HomeRequest) else None
         seed, known_ids = await self._thread_start(graph, config, history)
         target.returned_ids.update(known_ids)
@@ -179,7 +199,19 @@ class ChatService:
         graph = self._graph(floating=False)
         if graph is None:
             raise ServiceUnavailableError(str(self._engine.not_configured))
-        config: RunnableConfig = {"configurable": {"thread_id": f"{user_id}:rest"}}
+        thread = f"{user_id}:rest"
+        async with self._lock(thread):
+            return await self._answer(graph, thread, user_id, message, context)
+
+    async def _answer(
+        self,
+        graph: Graph,
+        thread: str,
+        user_id: uuid.UUID,
+        message: str,
+        context: dict[str, Any] | None,
+    ) -> ChatResponse:
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
         _, known_ids = await self._thread_start(graph, config, None)
         target = CallTarget(
             link=self._registry.device(user_id),
