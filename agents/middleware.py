@@ -16,7 +16,7 @@ from langchain.agents.middleware import (
 from langchain_core.messages import HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 
-from agents.prompts import scope_fact, turn_facts
+from agents.prompts import memory_fact, scope_fact, turn_facts
 from app.device.calls import current_target
 from tools.context import current_turn_context
 
@@ -29,11 +29,12 @@ class FloatingScope:
     id: str | None = None
 
 
-def with_turn_facts(base_prompt: str) -> AgentMiddleware:
+def with_turn_facts(base_prompt: str, *, with_memory: bool = False) -> AgentMiddleware:
     """The system prompt plus the current date, time and time zone (and scope, if any).
 
     The facts come from the turn context the chat layer binds, so one compiled
-    graph serves every user and every day.
+    graph serves every user and every day. Supervisors (`with_memory`) also get
+    what the user's long-term memory recalls for this turn.
     """
 
     @dynamic_prompt
@@ -48,6 +49,8 @@ def with_turn_facts(base_prompt: str) -> AgentMiddleware:
         scope = request.runtime.context
         if isinstance(scope, FloatingScope):
             text += scope_fact(scope.type, scope.id)
+        if with_memory and context.memory:
+            text += memory_fact(context.memory)
         return text
 
     return prompt

@@ -78,6 +78,14 @@ def turn_facts(*, now_iso: str, weekday: str, timezone: str) -> str:
     return f"\n\nNow: {weekday} {now_iso} in the user's time zone {timezone}."
 
 
+def memory_fact(memory: str) -> str:
+    """What long-term memory recalls; the model should use it, not recite it."""
+    return (
+        "\n\nFrom your long-term memory of this user (use it where it helps; do not "
+        "recite it):\n" + memory
+    )
+
+
 def scope_fact(scope_type: str, scope_id: str | None) -> str:
     """Where the floating assistant is open."""
     where = f"{scope_type} {scope_id}" if scope_id else f"a {scope_type} (no id given)"

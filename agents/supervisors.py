@@ -147,7 +147,7 @@ def _supervisor(
             # A cancelled turn can leave a tool call without its result in the
             # thread; this answers it so the next turn's request stays valid.
             PatchToolCallsMiddleware(),
-            with_turn_facts(prompt),
+            with_turn_facts(prompt, with_memory=True),
             SubAgentMiddleware(
                 backend=StateBackend(),
                 subagents=subagents,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,8 @@ from app.device.connection import ChatHandler
 from app.device.registry import DeviceRegistry
 from app.device.router import router as device_router
 from app.health.router import router as health_router
+from app.memory.router import router as memory_router
+from app.memory.scheduled import run_pattern_pass_forever
 
 API_PREFIX = "/api/v1"
 
@@ -63,9 +66,18 @@ def create_app(
             registry=app.state.device_registry,
         )
         app.state.chat_handler = chat_handler or app.state.chat_service.run_device_turn
+        pattern_pass = asyncio.create_task(
+            run_pattern_pass_forever(
+                sessionmaker=app.state.sessionmaker,
+                keyring=app.state.keyring,
+                interval_s=settings.memory_pattern_interval_s,
+            )
+        )
         try:
             yield
         finally:
+            pattern_pass.cancel()
+            await asyncio.gather(pattern_pass, return_exceptions=True)
             await chat_engine.close()
             await engine.dispose()
 
@@ -86,5 +98,6 @@ def create_app(
     api.include_router(auth_router)
     api.include_router(device_router)
     api.include_router(chat_router)
+    api.include_router(memory_router)
     app.include_router(api)
     return app

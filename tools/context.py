@@ -27,12 +27,14 @@ class TurnContext:
     passes are read in it and dates in tool answers are shown in it. `now` pins
     the current time (a naive value is read in `timezone`); None means the real
     clock. `embed`, when set, makes `create_note` and `update_note` also put the
-    note into the desktop's vector index.
+    note into the desktop's vector index. `memory` is what the user's long-term
+    memory contributes to the supervisor's prompt this turn.
     """
 
     timezone: str = "UTC"
     now: datetime | None = None
     embed: Embed | None = None
+    memory: str = ""
 
     def __post_init__(self) -> None:
         # Refuse an unknown zone where it enters, not later inside a tool where
@@ -63,10 +65,14 @@ _current: ContextVar[TurnContext] = ContextVar("turn_context", default=_DEFAULT)
 
 @contextmanager
 def turn_context(
-    *, timezone: str = "UTC", now: datetime | None = None, embed: Embed | None = None
+    *,
+    timezone: str = "UTC",
+    now: datetime | None = None,
+    embed: Embed | None = None,
+    memory: str = "",
 ) -> Iterator[TurnContext]:
-    """Bind the turn's time zone, clock and embedder for every tool run in this context."""
-    token = _current.set(TurnContext(timezone=timezone, now=now, embed=embed))
+    """Bind the turn's time zone, clock, embedder and memory for everything in this context."""
+    token = _current.set(TurnContext(timezone=timezone, now=now, embed=embed, memory=memory))
     try:
         yield _current.get()
     finally:

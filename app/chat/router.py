@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse
@@ -14,11 +14,17 @@ router = APIRouter(tags=["chat"])
 @router.post(
     "/chat", responses={503: {"description": "No language model configured, or it failed"}}
 )
-async def chat(body: ChatRequest, user: CurrentUser, request: Request) -> ChatResponse:
+async def chat(
+    body: ChatRequest, user: CurrentUser, request: Request, background: BackgroundTasks
+) -> ChatResponse:
     """Ask the Home assistant and get the whole answer at once.
 
     Tools run on the user's most recently active desktop; with none online the
     assistant is told so and says it (still 200).
     """
     service: ChatService = request.app.state.chat_service
-    return await service.run_rest_turn(user_id=user.id, message=body.message, context=body.context)
+    response, remember = await service.run_rest_turn(
+        user_id=user.id, message=body.message, context=body.context
+    )
+    background.add_task(remember)  # runs after the response has been sent
+    return response

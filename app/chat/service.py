@@ -7,14 +7,14 @@ user's time zone, where `update_core_memory` writes) and picks the thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -34,8 +34,9 @@ from app.device.calls import CallTarget, calls_go_to, current_target
 from app.device.connection import ChatTurn
 from app.device.frames import Error, ErrorCode, FloatingRequest, HistoryMessage, HomeRequest
 from app.device.registry import DeviceRegistry
-from app.memory import service as memory_service
-from tools.context import turn_context
+from app.memory.embeddings import embed
+from app.memory.turns import TurnMemory
+from tools.context import Embed, turn_context
 from tools.memory import core_memory_writes_to
 
 logger = logging.getLogger(__name__)
@@ -88,27 +89,27 @@ class ChatService:
         return lock
 
     @asynccontextmanager
-    async def _user_bindings(self, user_id: uuid.UUID) -> AsyncIterator[None]:
-        """The user's time zone (from core memory, if they told us) and memory writes."""
-        async with self._sessionmaker() as session:
-            cipher = await memory_service.UserCipher.for_user(
-                session=session, keyring=self._keyring, user_id=user_id
-            )
-            core = await memory_service.list_core(session=session, cipher=cipher, user_id=user_id)
+    async def _user_bindings(self, user_id: uuid.UUID, message: str) -> AsyncIterator[TurnMemory]:
+        """What the turn's prompt and tools need of the user: memory, time zone, embeddings."""
+        memory = await TurnMemory.load(
+            sessionmaker=self._sessionmaker,
+            keyring=self._keyring,
+            settings=self._settings,
+            user_id=user_id,
+            message=message,
+        )
+        with (
+            turn_context(
+                timezone=memory.timezone, memory=memory.context, embed=self._note_embedder()
+            ),
+            core_memory_writes_to(functools.partial(memory.set_core, self._sessionmaker)),
+        ):
+            yield memory
 
-        async def remember(key: str, value: str) -> None:
-            async with self._sessionmaker() as session:
-                await memory_service.set_core(
-                    session=session, cipher=cipher, user_id=user_id, key=key, value=value
-                )
-
-        timezone = core.get("timezone", self._settings.default_timezone)
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            timezone = self._settings.default_timezone
-        with turn_context(timezone=timezone), core_memory_writes_to(remember):
-            yield
+    def _note_embedder(self) -> Embed | None:
+        if not self._settings.embedding_model:
+            return None
+        return functools.partial(embed, self._settings)
 
     async def _thread_start(
         self, graph: Graph, config: RunnableConfig, history: list[HistoryMessage] | None
@@ -169,7 +170,7 @@ class ChatService:
             floating=floating,
             known_ids=target.returned_ids,
         )
-        async with self._user_bindings(turn.user_id):
+        async with self._user_bindings(turn.user_id, request.message) as memory:
             await stream.start()
             try:
                 async for namespace, mode, data in graph.astream(
@@ -191,11 +192,24 @@ class ChatService:
                 )
                 return
             await stream.finish()
+        answer = "".join(stream.answer)
+        turn.after_end.append(
+            functools.partial(
+                memory.remember,
+                self._sessionmaker,
+                thread=thread,
+                request=request.message,
+                answer=answer,
+            )
+        )
 
     async def run_rest_turn(
         self, *, user_id: uuid.UUID, message: str, context: dict[str, Any] | None
-    ) -> ChatResponse:
-        """One Home turn without streaming, its tools run on the user's latest desktop."""
+    ) -> tuple[ChatResponse, Callable[[], Awaitable[None]]]:
+        """One Home turn without streaming, its tools run on the user's latest desktop.
+
+        Returns the answer and the memory write to run once it has been sent.
+        """
         graph = self._graph(floating=False)
         if graph is None:
             raise ServiceUnavailableError(str(self._engine.not_configured))
@@ -210,7 +224,7 @@ class ChatService:
         user_id: uuid.UUID,
         message: str,
         context: dict[str, Any] | None,
-    ) -> ChatResponse:
+    ) -> tuple[ChatResponse, Callable[[], Awaitable[None]]]:
         config: RunnableConfig = {"configurable": {"thread_id": thread}}
         _, known_ids = await self._thread_start(graph, config, None)
         target = CallTarget(
@@ -222,7 +236,7 @@ class ChatService:
         if context:
             message += "\n\nWhat the app is showing: " + json.dumps(context)[:MAX_CONTEXT_CHARS]
         with calls_go_to(target):
-            async with self._user_bindings(user_id):
+            async with self._user_bindings(user_id, message) as memory:
                 try:
                     state = await graph.ainvoke(
                         {"messages": [HumanMessage(message)]},
@@ -233,4 +247,8 @@ class ChatService:
                     raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc
         answer = state["messages"][-1].text if state.get("messages") else ""
         tags = TagFilter(target.returned_ids)
-        return ChatResponse(response=tags.feed(answer) + tags.finish(), mutations=target.mutations)
+        response = tags.feed(answer) + tags.finish()
+        after = functools.partial(
+            memory.remember, self._sessionmaker, thread=thread, request=message, answer=response
+        )
+        return ChatResponse(response=response, mutations=target.mutations), after

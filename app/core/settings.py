@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     history_max_messages: int = Field(default=40, ge=4)
     default_timezone: str = "UTC"
 
+    # Embeddings (LiteLLM) for associative memory and note indexing; off when unset.
+    embedding_model: str | None = None
+    embedding_api_base: str | None = None
+    embedding_api_key: str | None = None
+    embedding_dim: int = Field(default=1536, ge=8, le=16000)
+    embedding_timeout_s: float = Field(default=30.0, gt=0)
+
+    # What memory adds to each turn's prompt (docs in README, "Memory").
+    memory_budget_chars: int = Field(default=4000, ge=200)
+    memory_top_k: int = Field(default=5, ge=0)
+    memory_recent_episodes: int = Field(default=5, ge=0)
+    memory_pattern_threshold: float = Field(default=0.6, ge=0, le=1)
+    memory_pattern_interval_s: float = Field(default=3600.0, gt=0)
+
     # The device WebSocket (docs/protocol.md).
     tool_call_timeout_s: float = Field(default=30.0, gt=0)
     ws_ping_interval_s: float = Field(default=30.0, gt=0)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -48,12 +48,17 @@ class CloseCode:
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
-    """One chat request, as handed to the chat handler."""
+    """One chat request, as handed to the chat handler.
+
+    Work appended to `after_end` runs in the background once `stream_end` has
+    been sent, so it never delays the answer (memory writes, for one).
+    """
 
     user_id: uuid.UUID
     device_id: str
     request: HomeRequest | FloatingRequest
     emit: Callable[[ServerFrame], Awaitable[None]]
+    after_end: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def request_id(self) -> str:
@@ -83,6 +88,7 @@ class DeviceConnection:
         self._tool_call_timeout_s = tool_call_timeout_s
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._link: DeviceLink | None = None
         self._closed = False
 
@@ -196,6 +202,17 @@ class DeviceConnection:
             self._protocol.request_finished(request_id)
             self._requests.pop(request_id, None)
         await self._send_quietly(StreamEnd(request_id=request_id, mutations=target.mutations))
+        for work in turn.after_end:
+            task = asyncio.create_task(self._after_end(work))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _after_end(work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await work()
+        except Exception:
+            logger.exception("work after stream_end failed")
 
     async def _send_quietly(self, frame: ServerFrame) -> None:
         """Send if the device is still there; a request ending after a disconnect is normal."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from app import __version__
+from app.memory.turns import associative_enabled
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Health(BaseModel):
     version: str
     database: Literal["ok", "unavailable"]
     llm: Literal["configured", "not_configured"]
+    embeddings: Literal["configured", "not_configured"]
 
 
 async def _database_answers(engine: AsyncEngine) -> bool:
@@ -42,7 +44,8 @@ async def health(request: Request, response: Response) -> Health:
     """`ok` when every dependency answers; otherwise 503 and `degraded`.
 
     `llm` says whether a language model is configured; without one the server
-    runs, but chat answers `llm_not_configured`.
+    runs, but chat answers `llm_not_configured`. `embeddings` likewise for the
+    embedding model: without it associative memory and note indexing are off.
     """
     database_ok = await _database_answers(request.app.state.engine)
     if not database_ok:
@@ -52,4 +55,7 @@ async def health(request: Request, response: Response) -> Health:
         version=__version__,
         database="ok" if database_ok else "unavailable",
         llm="configured" if request.app.state.chat_engine.supervisors else "not_configured",
+        embeddings="configured"
+        if associative_enabled(request.app.state.settings)
+        else "not_configured",
     )

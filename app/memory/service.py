@@ -1,22 +1,33 @@
-"""Reading and writing a user's core memory; plaintext exists only in memory."""
+"""The user's memory: written and read here, plaintext only in this process's memory.
+
+Four tiers (SPEC §7): core preferences, associative snippets found by vector
+similarity, episodes (one short summary per exchange), and proactive patterns
+derived from episodes. `context_for_turn` turns them into a bounded block of
+text for the supervisor's prompt; `remember_exchange` stores a finished
+exchange. Every query is scoped to one user id.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
+from app.core.database import Base
 from app.core.keys import MasterKeyring
-from app.memory.models import CoreMemory
+from app.memory.models import AssociativeMemory, CoreMemory, Episode, ProactivePattern
 
-MAX_KEY_CHARS = 100
-MAX_VALUE_CHARS = 2000
+SNIPPET_CHARS = 1000
+SUMMARY_PART_CHARS = 160
+ITEM_CHARS = 400  # no single remembered item may take more of the prompt than this
 
 
 class UserCipher:
@@ -34,8 +45,7 @@ class UserCipher:
         if wrapped is None:
             msg = "no such user"
             raise LookupError(msg)
-        fernet = keyring.data_key(wrapped)
-        return cls(fernet, keyring.raw_data_key(wrapped))
+        return cls(keyring.data_key(wrapped), keyring.raw_data_key(wrapped))
 
     def encrypt(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode())
@@ -49,6 +59,15 @@ class UserCipher:
 
 def normalize_key(key: str) -> str:
     return "_".join(key.strip().lower().split())
+
+
+def intent_of(message: str) -> str:
+    """What a request asks, loosely: its first words, case and punctuation ignored."""
+    words = "".join(c if c.isalnum() else " " for c in message.lower()).split()
+    return " ".join(words[:8])
+
+
+# -- core ------------------------------------------------------------------------
 
 
 async def set_core(
@@ -81,3 +100,194 @@ async def list_core(
         .order_by(CoreMemory.created_at)
     )
     return {cipher.decrypt(key): cipher.decrypt(value) for key, value in rows}
+
+
+async def forget_core(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, key: str
+) -> bool:
+    result = await session.execute(
+        delete(CoreMemory).where(
+            CoreMemory.user_id == user_id,
+            CoreMemory.key_digest == cipher.digest(normalize_key(key)),
+        )
+    )
+    await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- exchanges -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One finished turn, as memory sees it."""
+
+    thread: str
+    request: str
+    answer: str
+    at: datetime  # in the user's time zone, for the weekday
+    vector: list[float] | None  # the request's embedding; None when embeddings are off
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def episode_summary(exchange: Exchange) -> str:
+    return (
+        f"{exchange.at:%Y-%m-%d %a}: the user asked"
+        f" “{_clip(exchange.request, SUMMARY_PART_CHARS)}”;"
+        f" you answered “{_clip(exchange.answer, SUMMARY_PART_CHARS)}”"
+    )
+
+
+async def remember_exchange(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, exchange: Exchange
+) -> None:
+    """Store the exchange as an episode and, with an embedding, an associative snippet."""
+    session.add(
+        Episode(
+            user_id=user_id,
+            thread_digest=cipher.digest(exchange.thread),
+            summary_encrypted=cipher.encrypt(episode_summary(exchange)),
+            intent_digest=cipher.digest(intent_of(exchange.request)),
+            request_encrypted=cipher.encrypt(_clip(exchange.request, SUMMARY_PART_CHARS)),
+            weekday=exchange.at.weekday(),
+        )
+    )
+    if exchange.vector is not None:
+        snippet = f"User: {exchange.request}\nAssistant: {exchange.answer}"
+        session.add(
+            AssociativeMemory(
+                user_id=user_id,
+                content_encrypted=cipher.encrypt(_clip(snippet, SNIPPET_CHARS)),
+                embedding=exchange.vector,
+            )
+        )
+    await session.commit()
+
+
+# -- reading for a turn ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    core: dict[str, str]
+    patterns: list[str]
+    similar: list[str]  # most similar first
+    episodes: list[str]  # oldest first
+
+
+async def recall(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    query_vector: list[float] | None,
+    top_k: int,
+    recent_episodes: int,
+    pattern_threshold: float,
+) -> Recall:
+    core = await list_core(session=session, cipher=cipher, user_id=user_id)
+    patterns = await session.scalars(
+        select(ProactivePattern.description_encrypted)
+        .where(
+            ProactivePattern.user_id == user_id,
+            ProactivePattern.confidence >= pattern_threshold,
+        )
+        .order_by(ProactivePattern.confidence.desc())
+    )
+    similar: list[bytes] = []
+    if query_vector is not None and top_k:
+        similar = list(
+            await session.scalars(
+                select(AssociativeMemory.content_encrypted)
+                .where(AssociativeMemory.user_id == user_id)
+                .order_by(AssociativeMemory.embedding.cosine_distance(query_vector))
+                .limit(top_k)
+            )
+        )
+    episodes = list(
+        await session.scalars(
+            select(Episode.summary_encrypted)
+            .where(Episode.user_id == user_id)
+            .order_by(Episode.created_at.desc())
+            .limit(recent_episodes)
+        )
+    )
+    return Recall(
+        core=core,
+        patterns=[cipher.decrypt(p) for p in patterns],
+        similar=[cipher.decrypt(s) for s in similar],
+        episodes=[cipher.decrypt(e) for e in reversed(episodes)],
+    )
+
+
+def render_context(memory: Recall, *, budget_chars: int) -> str:
+    """The memory block for the prompt: sections in order of importance, within budget.
+
+    Core preferences first, then habits, then similar past exchanges, then the
+    latest episodes; each item is clipped, and items that no longer fit are left
+    out, so the block never exceeds `budget_chars`.
+    """
+    sections = [
+        ("What the user asked you to remember", [f"{k}: {v}" for k, v in memory.core.items()]),
+        ("Habits you have noticed", memory.patterns),
+        ("Earlier exchanges similar to this message", memory.similar),
+        ("Recent exchanges", memory.episodes),
+    ]
+    lines: list[str] = []
+    used = 0
+    for title, items in sections:
+        if not items:
+            continue
+        header = f"{title}:"
+        if used + len(header) + 1 > budget_chars:
+            break
+        section = [header]
+        size = len(header) + 1
+        for item in items:
+            line = "- " + _clip(item, ITEM_CHARS)
+            if used + size + len(line) + 1 > budget_chars:
+                break
+            section.append(line)
+            size += len(line) + 1
+        if len(section) > 1:
+            lines.extend(section)
+            used += size
+    return "\n".join(lines)
+
+
+# -- user control ----------------------------------------------------------------
+
+
+_TIERS: dict[str, Table] = {
+    name: Base.metadata.tables[model.__tablename__]
+    for name, model in (
+        ("core", CoreMemory),
+        ("associative", AssociativeMemory),
+        ("episodic", Episode),
+        ("proactive", ProactivePattern),
+    )
+}
+
+
+async def counts(*, session: AsyncSession, user_id: uuid.UUID) -> dict[str, int]:
+    """How many items each tier holds for the user."""
+    return {
+        name: int(
+            await session.scalar(
+                select(func.count()).select_from(table).where(table.c.user_id == user_id)
+            )
+            or 0
+        )
+        for name, table in _TIERS.items()
+    }
+
+
+async def forget_everything(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Delete every remembered item of the user, in every tier."""
+    for table in _TIERS.values():
+        await session.execute(delete(table).where(table.c.user_id == user_id))
+    await session.commit()

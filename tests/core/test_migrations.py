@@ -15,7 +15,15 @@ from app.core import migrations
 from app.core.models_registry import metadata
 from tests.databases import TestDatabases
 
-APP_TABLES = {"users", "auth_sessions", "refresh_tokens", "core_memory"}
+APP_TABLES = {
+    "users",
+    "auth_sessions",
+    "refresh_tokens",
+    "core_memory",
+    "associative_memory",
+    "episodes",
+    "proactive_patterns",
+}
 
 
 @pytest.fixture

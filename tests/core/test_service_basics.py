@@ -31,6 +31,7 @@ async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> 
         "version": "0.1.0",
         "database": "ok",
         "llm": "not_configured",
+        "embeddings": "not_configured",
     }
 
 
@@ -63,6 +64,7 @@ async def test_health_is_degraded_when_the_database_does_not_answer(
         "version": "0.1.0",
         "database": "unavailable",
         "llm": "not_configured",
+        "embeddings": "not_configured",
     }
 
 
