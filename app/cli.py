@@ -12,6 +12,7 @@ from types import FrameType
 import uvicorn
 
 from app.auth import service as auth_service
+from app.chat.checkpoint_cipher import reencrypt_checkpoints
 from app.core import migrations
 from app.core.database import create_engine, create_sessionmaker
 from app.core.embedded_db import provisioned_database
@@ -57,21 +58,30 @@ def migrate(settings: Settings) -> None:
     logger.info("database is at the latest migration")
 
 
-async def _rewrap(database_url: str, keyring: MasterKeyring) -> int:
+async def _rewrap(database_url: str, keyring: MasterKeyring) -> tuple[int, int]:
     engine = create_engine(database_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await auth_service.rewrap_all_data_keys(session=session, keyring=keyring)
+            users = await auth_service.rewrap_all_data_keys(session=session, keyring=keyring)
+        async with engine.begin() as conn:
+            values = await reencrypt_checkpoints(conn, keyring.all_keys)
+        return users, values
     finally:
         await engine.dispose()
 
 
 def rotate_master_key(settings: Settings) -> None:
-    """Re-wrap every user's data key with ENCRYPTION_KEY (old keys in ENCRYPTION_OLD_KEYS)."""
+    """Move everything to ENCRYPTION_KEY (old keys in ENCRYPTION_OLD_KEYS).
+
+    Re-wraps every user's data key and re-encrypts the conversation checkpoints.
+    """
     keyring = MasterKeyring.from_settings(settings)
     with provisioned_database(settings) as database_url:
-        count = asyncio.run(_rewrap(database_url, keyring))
-    logger.info("data keys re-wrapped with the current master key", extra={"users": count})
+        users, values = asyncio.run(_rewrap(database_url, keyring))
+    logger.info(
+        "re-encrypted with the current master key",
+        extra={"users": users, "checkpoint_values": values},
+    )
 
 
 COMMANDS = {"serve": serve, "migrate": migrate, "rotate-master-key": rotate_master_key}

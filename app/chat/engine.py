@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 from agents.llm import LLMNotConfiguredError, chat_model
 from agents.supervisors import Supervisors, build_supervisors
+from app.chat.checkpoint_cipher import encrypted_serializer
+from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class ChatEngine:
     _pool: AsyncConnectionPool[Any] | None = None
 
     @classmethod
-    async def start(cls, settings: Settings) -> ChatEngine:
+    async def start(cls, settings: Settings, keyring: MasterKeyring) -> ChatEngine:
         try:
             supervisor_model = chat_model(settings, "supervisor")
             subagent_model = chat_model(settings, "subagent")
@@ -50,7 +52,7 @@ class ChatEngine:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open()
-        checkpointer = AsyncPostgresSaver(pool)
+        checkpointer = AsyncPostgresSaver(pool, serde=encrypted_serializer(keyring.all_keys))
         await checkpointer.setup()
         supervisors = build_supervisors(
             supervisor_model=supervisor_model,

@@ -31,6 +31,11 @@ class MasterKeyring:
             raise KeyUnavailableError(msg)
         return cls(settings.encryption_key, settings.encryption_old_keys)
 
+    @property
+    def all_keys(self) -> MultiFernet:
+        """Encrypts with the current master key, decrypts with any configured one."""
+        return self._all
+
     def new_wrapped_data_key(self) -> bytes:
         """A fresh data key, already wrapped by the current master key."""
         return self._current.encrypt(Fernet.generate_key())

@@ -28,6 +28,7 @@ from app.memory.models import AssociativeMemory, CoreMemory, Episode, ProactiveP
 SNIPPET_CHARS = 1000
 SUMMARY_PART_CHARS = 160
 ITEM_CHARS = 400  # no single remembered item may take more of the prompt than this
+MIN_CLIPPED_CHARS = 40
 
 
 class UserCipher:
@@ -248,8 +249,13 @@ def render_context(memory: Recall, *, budget_chars: int) -> str:
         section = [header]
         size = len(header) + 1
         for item in items:
+            room = budget_chars - used - size - 1
             line = "- " + _clip(item, ITEM_CHARS)
-            if used + size + len(line) + 1 > budget_chars:
+            if len(line) > room:
+                # Clip the last item into the space left, unless that leaves a stub.
+                if room >= MIN_CLIPPED_CHARS:
+                    section.append(_clip(line, room))
+                    size += room + 1
                 break
             section.append(line)
             size += len(line) + 1

@@ -115,6 +115,11 @@ class Live:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
             return await http.post(path, json=body, headers=headers)
 
+    async def delete(self, path: str, token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            return await http.delete(path, headers=headers)
+
     async def until(self, condition: Callable[[], bool], timeout_s: float = 5) -> None:
         async with asyncio.timeout(timeout_s):
             while not condition():  # noqa: ASYNC110 - server state has no event to wait on
@@ -173,14 +178,18 @@ def assistant_settings(
     """Settings for a server whose model is the scripted LLM at `api_base`."""
 
     def make(api_base: str) -> Settings:
-        return make_settings(
-            database_url=database_url,
-            llm_model="openai/scripted",
-            llm_api_base=api_base,
-            llm_api_key="test-key",
-            llm_max_retries=0,
-            **{**LIVE_DEFAULTS, **live_settings},
-        )
+        values = {
+            "database_url": database_url,
+            "llm_model": "openai/scripted",
+            "llm_api_base": api_base,
+            "llm_api_key": "test-key",
+            "llm_max_retries": 0,
+            # Embeddings stay off unless a test sets EMBEDDING_MODEL in live_settings.
+            "embedding_api_base": api_base,
+            "embedding_api_key": "test-key",
+            **LIVE_DEFAULTS,
+        }
+        return make_settings(**{**values, **live_settings})
 
     return make
 
