@@ -26,6 +26,7 @@ from app.device.router import router as device_router
 from app.health.router import router as health_router
 from app.memory.router import router as memory_router
 from app.memory.scheduled import run_pattern_pass_forever
+from app.memory.turns import log_memory_mode
 
 API_PREFIX = "/api/v1"
 
@@ -57,6 +58,7 @@ def create_app(
             max_total=settings.ws_max_connections,
         )
         chat_engine = await ChatEngine.start(settings, app.state.keyring)
+        log_memory_mode(settings)
         app.state.chat_engine = chat_engine
         app.state.chat_service = ChatService(
             settings=settings,

@@ -29,6 +29,20 @@ def associative_enabled(settings: Settings) -> bool:
     return bool(settings.embedding_model) and settings.embedding_dim == EMBEDDING_COLUMN_DIM
 
 
+def log_memory_mode(settings: Settings) -> None:
+    """Say once, at start-up, when part of memory is off and why."""
+    if not settings.embedding_model:
+        logger.warning(
+            "embeddings are off (EMBEDDING_MODEL is not set): associative memory and note "
+            "indexing are disabled; core, episodic and proactive memory work"
+        )
+    elif settings.embedding_dim != EMBEDDING_COLUMN_DIM:
+        logger.warning(
+            "associative memory is off: EMBEDDING_DIM does not match the database column",
+            extra={"embedding_dim": settings.embedding_dim, "column_dim": EMBEDDING_COLUMN_DIM},
+        )
+
+
 @dataclass
 class TurnMemory:
     user_id: uuid.UUID
