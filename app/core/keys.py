@@ -8,6 +8,9 @@ every data key with the current one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.core.settings import Settings
@@ -42,24 +45,23 @@ class MasterKeyring:
 
     def data_key(self, wrapped: bytes) -> Fernet:
         """Unwrap a stored data key into a cipher for that user's data."""
-        try:
-            return Fernet(self._all.decrypt(wrapped))
-        except InvalidToken as exc:
-            msg = "no configured master key opens this data key"
-            raise KeyUnavailableError(msg) from exc
+        return Fernet(self.raw_data_key(wrapped))
 
     def raw_data_key(self, wrapped: bytes) -> bytes:
         """The unwrapped key bytes, for deriving lookup digests (never store them)."""
-        try:
+        with _opening():
             return self._all.decrypt(wrapped)
-        except InvalidToken as exc:
-            msg = "no configured master key opens this data key"
-            raise KeyUnavailableError(msg) from exc
 
     def rewrap(self, wrapped: bytes) -> bytes:
         """The same data key, wrapped by the current master key."""
-        try:
+        with _opening():
             return self._all.rotate(wrapped)
-        except InvalidToken as exc:
-            msg = "no configured master key opens this data key"
-            raise KeyUnavailableError(msg) from exc
+
+
+@contextmanager
+def _opening() -> Iterator[None]:
+    try:
+        yield
+    except InvalidToken as exc:
+        msg = "no configured master key opens this data key"
+        raise KeyUnavailableError(msg) from exc
