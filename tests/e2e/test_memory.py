@@ -195,3 +195,21 @@ async def test_master_key_rotation_keeps_threads_and_memory(
     assert answer.errors == []
     assert "- drink: tea" in prompt.system_prompt
     assert "remember I like tea" in [m.text for m in prompt.messages if m.role == "user"]
+
+
+@pytest.mark.parametrize("live_settings", [EMBEDDINGS])
+async def test_notes_are_indexed_on_the_desktop_when_embeddings_are_on(assistant: Live) -> None:
+    client = await assistant.desktop(await assistant.account())
+    assistant.policy.plan(
+        "write a note", agent="note_agent", tool="create_note",
+        args={"title": "Ideas", "content": "# Ideas\\nship it"},
+    )  # fmt: skip
+
+    answer = await client.chat("write a note")
+
+    assert [c["action"] for c in answer.tool_calls] == ["insert", "vector_upsert"]
+    upsert = answer.tool_calls[1]
+    [note] = client._store.rows("notes")
+    assert upsert["data"] == {"id": note["id"], "projectId": None, "content": "# Ideas\\nship it"}
+    assert len(upsert["vector"]) == 1536
+    assert [m["action"] for m in answer.mutations] == ["insert"]
