@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 import app  # noqa: F401 - sets LITELLM_LOCAL_MODEL_COST_MAP first
 from app.auth.models import User
@@ -65,14 +65,18 @@ async def seed(database_url: str, *, rows: int, users: int, keyring: MasterKeyri
             cipher = await service.UserCipher.for_user(
                 session=session, keyring=keyring, user_id=user_id
             )
-            for _ in range(rows if n == 0 else max(1, rows // 100)):
-                session.add(
-                    AssociativeMemory(
-                        user_id=user_id,
-                        content_encrypted=cipher.encrypt(f"User: question {rng.random()}"),
-                        embedding=random_unit(rng),
-                    )
-                )
+            await session.execute(
+                insert(AssociativeMemory),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "user_id": user_id,
+                        "content_encrypted": cipher.encrypt(f"User: question {rng.random()}"),
+                        "embedding": random_unit(rng),
+                    }
+                    for _ in range(rows if n == 0 else max(1, rows // 100))
+                ],
+            )
             await session.commit()
             if n == 0:
                 await service.set_core(

@@ -233,15 +233,13 @@ class ChatService:
             request_id=f"rest-{uuid.uuid4().hex}",
             returned_ids=set(known_ids),
         )
+        prompt = message
         if context:
-            message += "\n\nWhat the app is showing: " + json.dumps(context)[:MAX_CONTEXT_CHARS]
+            prompt += "\n\nWhat the app is showing: " + json.dumps(context)[:MAX_CONTEXT_CHARS]
         with calls_go_to(target):
             async with self._user_bindings(user_id, message) as memory:
                 try:
-                    state = await graph.ainvoke(
-                        {"messages": [HumanMessage(message)]},
-                        config,
-                    )
+                    state = await graph.ainvoke({"messages": [HumanMessage(prompt)]}, config)
                 except openai.APIError as exc:
                     logger.warning("model call failed", extra={"error": type(exc).__name__})
                     raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -201,6 +201,10 @@ async def recall(
     )
     similar: list[bytes] = []
     if query_vector is not None and top_k:
+        # A cached generic plan cannot know how many snippets this user has and
+        # may sort all of them exactly; a custom plan picks the HNSW index when
+        # that pays (measured in benchmarks/memory.py).
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         similar = list(
             await session.scalars(
                 select(AssociativeMemory.content_encrypted)
