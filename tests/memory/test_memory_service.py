@@ -83,11 +83,13 @@ async def recall(
             top_k=int(kw.get("top_k", 3)),  # type: ignore[call-overload]
             recent_episodes=int(kw.get("recent", 5)),  # type: ignore[call-overload]
             pattern_threshold=0.6,
+            exact_search_max_rows=int(kw.get("exact_search_max_rows", 2000)),  # type: ignore[call-overload]
         )
 
 
+@pytest.mark.parametrize("exact_search_max_rows", [10_000, 0], ids=["exact", "hnsw"])
 async def test_similar_exchanges_come_back_in_similarity_order(
-    app: FastAPI, client: httpx.AsyncClient
+    app: FastAPI, client: httpx.AsyncClient, exact_search_max_rows: int
 ) -> None:
     user = await new_user(client)
     await remember(app, user, "invoices", direction(1, 0, 0))
@@ -95,7 +97,9 @@ async def test_similar_exchanges_come_back_in_similarity_order(
     await remember(app, user, "holidays", direction(0, 0, 1))
     await remember(app, user, "half and half", direction(1, 0, 1))
 
-    found = await recall(app, user, direction(1, 0.1, 0), top_k=3)
+    found = await recall(
+        app, user, direction(1, 0.1, 0), top_k=3, exact_search_max_rows=exact_search_max_rows
+    )
 
     asked = [snippet.split(" Assistant:")[0] for snippet in found.similar]
     assert asked == ["User: invoices", "User: mostly invoices", "User: half and half"]
