@@ -19,6 +19,8 @@ WORKDIR /srv
 COPY --chown=adiuva alembic.ini ./
 COPY --chown=adiuva alembic ./alembic
 COPY --chown=adiuva app ./app
+COPY --chown=adiuva agents ./agents
+COPY --chown=adiuva tools ./tools
 USER adiuva
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4)"
