@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -31,6 +32,8 @@ from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+SESSION_ENDED = "Session has ended; log in again"
 
 
 def normalize_email(email: str) -> str:
@@ -189,8 +192,32 @@ async def logout(*, session: AsyncSession, refresh_token: str) -> None:
         await session.commit()
 
 
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    session_id: uuid.UUID  # the login the token belongs to
+
+
 async def authenticate(*, session: AsyncSession, settings: Settings, access_token: str) -> User:
     """The user an access token speaks for, if the token and its session are still good."""
+    signed_in = await sign_in_with_token(
+        session=session, settings=settings, access_token=access_token
+    )
+    return signed_in.user
+
+
+async def login_is_active(*, session: AsyncSession, session_id: uuid.UUID) -> bool:
+    """Whether a login has not been revoked (long-lived connections re-check it)."""
+    revoked = await session.scalar(
+        select(AuthSession.revoked_at.is_not(None)).where(AuthSession.id == session_id)
+    )
+    return revoked is False
+
+
+async def sign_in_with_token(
+    *, session: AsyncSession, settings: Settings, access_token: str
+) -> SignedIn:
+    """`authenticate`, also telling which login the token belongs to."""
     assert settings.jwt_secret is not None
     try:
         claims = security.decode_access_token(access_token, secret=settings.jwt_secret)
@@ -207,8 +234,8 @@ async def authenticate(*, session: AsyncSession, settings: Settings, access_toke
         )
     )
     if user is None:
-        raise UnauthorizedError("Session has ended; log in again", invalid_token=True)
-    return user
+        raise UnauthorizedError(SESSION_ENDED, invalid_token=True)
+    return SignedIn(user=user, session_id=claims.session_id)
 
 
 async def rewrap_all_data_keys(*, session: AsyncSession, keyring: MasterKeyring) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app.auth.service import SESSION_ENDED
 from app.device.calls import CallTarget, calls_go_to
 from app.device.exceptions import DeviceDisconnectedError, ToolCallCancelledError
 from app.device.frames import (
@@ -79,6 +80,7 @@ class DeviceConnection:
         registry: DeviceRegistry,
         chat_handler: ChatHandler,
         tool_call_timeout_s: float,
+        still_signed_in: Callable[[], Awaitable[bool]],
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
@@ -86,6 +88,7 @@ class DeviceConnection:
         self._registry = registry
         self._chat_handler = chat_handler
         self._tool_call_timeout_s = tool_call_timeout_s
+        self._still_signed_in = still_signed_in
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -214,6 +217,13 @@ class DeviceConnection:
         except Exception:
             logger.exception("work after stream_end failed")
 
+    async def _login_still_active(self) -> bool:
+        try:
+            return await self._still_signed_in()
+        except Exception:  # the database is down: that is no reason to drop the device
+            logger.warning("could not re-check the login of a device connection")
+            return True
+
     async def _send_quietly(self, frame: ServerFrame) -> None:
         """Send if the device is still there; a request ending after a disconnect is normal."""
         with contextlib.suppress(DeviceDisconnectedError):
@@ -224,6 +234,11 @@ class DeviceConnection:
             await asyncio.sleep(self._protocol.seconds_to_next_heartbeat())
             action = self._protocol.heartbeat()
             if action is Heartbeat.SEND_PING:
+                # The token was checked at connect; a login revoked since
+                # (logout, stolen refresh token) ends the connection here.
+                if not await self._login_still_active():
+                    await self.close(CloseCode.POLICY_VIOLATION, SESSION_ENDED)
+                    return
                 await self._send_quietly(Ping(timestamp=now_iso()))
             elif action is Heartbeat.CLOSE:
                 logger.info("device silent past the idle timeout; closing")

@@ -35,7 +35,7 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
     registry: DeviceRegistry = state.device_registry
     try:
         async with state.sessionmaker() as session:
-            user = await auth_service.authenticate(
+            signed_in = await auth_service.sign_in_with_token(
                 session=session, settings=settings, access_token=token
             )
     except UnauthorizedError as exc:
@@ -44,6 +44,14 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
         await websocket.accept()
         await websocket.close(CloseCode.POLICY_VIOLATION, str(exc.detail))
         return
+    user = signed_in.user
+
+    async def still_signed_in() -> bool:
+        async with state.sessionmaker() as session:
+            return await auth_service.login_is_active(
+                session=session, session_id=signed_in.session_id
+            )
+
     try:
         registry.reserve(user.id)
     except ConnectionLimitError as exc:
@@ -63,6 +71,7 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
             registry=registry,
             chat_handler=state.chat_handler,
             tool_call_timeout_s=settings.tool_call_timeout_s,
+            still_signed_in=still_signed_in,
         )
         await connection.run()
     finally:

@@ -65,6 +65,7 @@ class Account:
     email: str
     token: str
     user_id: uuid.UUID
+    refresh_token: str = ""
 
 
 @dataclass
@@ -86,7 +87,12 @@ class Live:
         tokens = await register(self.base_url, email, "a long passphrase")
         token = str(tokens["access_token"])
         profile = (await self.get("/api/v1/auth/me", token)).json()
-        return Account(email=email, token=token, user_id=uuid.UUID(profile["id"]))
+        return Account(
+            email=email,
+            token=token,
+            user_id=uuid.UUID(profile["id"]),
+            refresh_token=str(tokens["refresh_token"]),
+        )
 
     def link(self, account: Account, device_id: str | None = None) -> DeviceLink:
         """The server's side of a connected desktop."""

@@ -391,3 +391,21 @@ async def test_without_a_model_chat_ends_with_llm_not_configured(
         assert result.errors[0]["code"] == "llm_not_configured"
         assert "LLM_MODEL" in result.errors[0]["message"]
         assert result.errors[0]["request_id"] == result.request_id
+
+
+@pytest.mark.parametrize("live_settings", [{"ws_ping_interval_s": 0.1}])
+async def test_logging_out_ends_the_open_device_connection(live: Live) -> None:
+    account = await live.account()
+    other_login = await live.account()
+    client = await live.desktop(account)
+    bystander = await live.desktop(other_login)
+    await client.chat(script(say="connected"))
+
+    response = await live.post(
+        "/api/v1/auth/logout", None, {"refresh_token": account.refresh_token}
+    )
+
+    assert response.status_code == 204
+    assert await client.wait_closed(timeout_s=3) == (1008, "Session has ended; log in again")
+    await asyncio.sleep(0.3)  # a few heartbeats later
+    assert not bystander.closed
