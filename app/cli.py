@@ -44,9 +44,7 @@ def serve(settings: Settings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            # The protocol answers frames over WS_MAX_FRAME_BYTES with an error frame;
-            # only frames far beyond it are cut off by the server library (close 1009).
-            ws_max_size=settings.ws_max_frame_bytes * 4,
+            ws_max_size=settings.ws_hard_limit_bytes,
         )
         logger.info("serving", extra={"host": settings.host, "port": settings.port})
         uvicorn.Server(config).run()

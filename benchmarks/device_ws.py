@@ -86,7 +86,7 @@ async def tool_round_trips(calls: int, workdir: Path) -> list[int]:
             bcrypt_rounds=4,
         )
         app = create_app(settings)
-        async with serve(app, ws_max_size=settings.ws_max_frame_bytes * 4) as base_url:
+        async with serve(app, settings) as base_url:
             tokens = await register(base_url, "bench@example.com", "a long passphrase")
             async with httpx.AsyncClient(base_url=base_url) as http:
                 me = await http.get(

@@ -293,6 +293,11 @@ class DeviceClient:
         await self.close()
 
     @property
+    def store(self) -> LocalStore:
+        """The desktop database this client answers tool calls from."""
+        return self._store
+
+    @property
     def closed(self) -> bool:
         """Whether the connection has ended (and every frame before the end was delivered)."""
         return self._reader.done()

@@ -133,8 +133,7 @@ class ChatService:
     async def run_device_turn(self, turn: ChatTurn) -> None:
         """Stream one Home or Floating request; the connection sends `stream_end`."""
         request = turn.request
-        floating = isinstance(request, FloatingRequest)
-        graph = self._graph(floating)
+        graph = self._graph(floating=isinstance(request, FloatingRequest))
         if graph is None:
             await turn.emit(
                 Error(

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return level
 
+    @property
+    def ws_hard_limit_bytes(self) -> int:
+        """Frames past this are cut off by the WebSocket library itself (close 1009).
+
+        Between WS_MAX_FRAME_BYTES and this, the protocol answers with an
+        `error` frame and the connection stays open.
+        """
+        return self.ws_max_frame_bytes * 4
+
     @cached_property
     def cors_origin_regex(self) -> str:
         """CORS_ORIGINS as one anchored regex; `*` matches any run of characters."""

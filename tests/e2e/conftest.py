@@ -17,12 +17,12 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.device.calls import execute_on_client
-from app.device.connection import ChatTurn
+from app.device.connection import ChatHandler, ChatTurn
 from app.device.exceptions import ToolCallError
 from app.device.frames import StreamStart, StreamText
 from app.device.registry import DeviceLink, DeviceRegistry
 from app.main import create_app
-from devclient.client import DeviceClient, register
+from devclient.client import DeviceClient, Frame, register
 from devclient.store import LocalStore
 from tests.e2e.assistant_policy import AssistantPolicy
 from tests.e2e.live_server import serve
@@ -58,6 +58,20 @@ def script(
     if say is not None:
         body["say"] = say
     return json.dumps(body)
+
+
+class UnansweredToolCalls:
+    """An `on_tool_call` hook for a desktop that never answers; says when a call arrived."""
+
+    def __init__(self) -> None:
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, call: Frame) -> None:
+        self._arrived.set()
+        await asyncio.Event().wait()  # hold the call until the client closes
+
+    async def first(self, timeout_s: float = 10) -> None:
+        await asyncio.wait_for(self._arrived.wait(), timeout_s)
 
 
 @dataclass
@@ -146,28 +160,16 @@ def live_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-async def live(
-    make_settings: Callable[..., Settings],
-    database_url: str,
-    live_settings: dict[str, Any],
-    tmp_path: Path,
-) -> AsyncIterator[Live]:
-    settings = make_settings(database_url=database_url, **{**LIVE_DEFAULTS, **live_settings})
-    app = create_app(settings, chat_handler=scripted_turn)
-    async with serve(app, ws_max_size=settings.ws_max_frame_bytes * 4) as base_url:
-        server = Live(base_url=base_url, app=app, tmp_path=tmp_path)
-        try:
-            yield server
-        finally:
-            for client in server.clients:
-                await client.close()
-
-
 @asynccontextmanager
-async def running(app: FastAPI, server: Live) -> AsyncIterator[Live]:
-    """Serve `app` and close every desktop the test opened when done."""
-    async with serve(app, ws_max_size=4 * 1024 * 1024) as base_url:
+async def running(
+    settings: Settings, server: Live, *, chat_handler: ChatHandler | None = None
+) -> AsyncIterator[Live]:
+    """Serve a new app for `settings` as `server`; close the test's desktops when done.
+
+    Used again on the same `Live` (same database), it is a server restart.
+    """
+    app = create_app(settings, chat_handler=chat_handler)
+    async with serve(app, settings) as base_url:
         server.base_url, server.app = base_url, app
         try:
             yield server
@@ -175,6 +177,20 @@ async def running(app: FastAPI, server: Live) -> AsyncIterator[Live]:
             for client in server.clients:
                 await client.close()
             server.clients.clear()
+
+
+@pytest.fixture
+async def live(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    live_settings: dict[str, Any],
+    tmp_path: Path,
+) -> AsyncIterator[Live]:
+    """The real server whose chat handler is `scripted_turn` (no model involved)."""
+    settings = make_settings(database_url=database_url, **{**LIVE_DEFAULTS, **live_settings})
+    server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)
+    async with running(settings, server, chat_handler=scripted_turn):
+        yield server
 
 
 @pytest.fixture
@@ -208,5 +224,5 @@ async def assistant(
     server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)
     async with scripted_llm(server.policy) as llm:
         server.llm = llm
-        async with running(create_app(assistant_settings(llm.api_base)), server):
+        async with running(assistant_settings(llm.api_base), server):
             yield server

@@ -14,12 +14,13 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from app.core.settings import Settings
 from tests.e2e.server_process import free_port
 
 
 @asynccontextmanager
-async def serve(app: FastAPI, *, ws_max_size: int) -> AsyncIterator[str]:
-    """Serve `app` until the block ends; yields its base URL."""
+async def serve(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+    """Serve `app` (built for `settings`) until the block ends; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -28,7 +29,7 @@ async def serve(app: FastAPI, *, ws_max_size: int) -> AsyncIterator[str]:
             port=port,
             log_config=None,
             access_log=False,
-            ws_max_size=ws_max_size,
+            ws_max_size=settings.ws_hard_limit_bytes,
             timeout_graceful_shutdown=2,
         )
     )

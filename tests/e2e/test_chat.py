@@ -15,21 +15,16 @@ import pytest
 from sqlalchemy import text
 
 from app.core.settings import Settings
-from app.main import create_app
-from devclient.client import DeviceClient, Frame
+from devclient.client import DeviceClient
 from tests.e2e.assistant_policy import ids_in
-from tests.e2e.conftest import Live, running
+from tests.e2e.conftest import Live, UnansweredToolCalls, running
 from tests.llm.scripted_openai import ErrorReply
 
 INVENTED = "f" * 32
 
 
-def store(client: DeviceClient) -> Any:
-    return client._store
-
-
 def seed(client: DeviceClient, table: str, **data: Any) -> dict[str, Any]:
-    row: dict[str, Any] = store(client).execute(action="insert", table=table, data=data)["row"]
+    row: dict[str, Any] = client.store.execute(action="insert", table=table, data=data)["row"]
     return row
 
 
@@ -102,11 +97,11 @@ async def test_each_domain_lists_creates_updates_and_deletes(
         "notes": seed(client, "notes", title="seed note", content="# Seed"),
     }
     assistant.policy.plan(message, agent=agent, tool=tool, args=args(rows))
-    before = store(client).rows(table)
+    before = client.store.rows(table)
 
     answer = await client.chat(message)
 
-    after = store(client).rows(table)
+    after = client.store.rows(table)
     [call] = [c for c in answer.tool_calls if c["table"] == table]
     assert answer.types[-1] == "stream_end"
     assert answer.errors == []
@@ -184,11 +179,8 @@ async def test_two_concurrent_requests_on_one_socket(assistant: Live) -> None:
 
 @pytest.mark.parametrize("live_settings", [{"tool_call_timeout_s": 0.3}])
 async def test_tool_time_out_reaches_the_model_and_the_turn_still_ends(assistant: Live) -> None:
-    async def never(_: Frame) -> None:
-        return None
-
     account = await assistant.account()
-    client = await assistant.desktop(account, on_tool_call=never)
+    client = await assistant.desktop(account, on_tool_call=UnansweredToolCalls())
     assistant.policy.plan("list my tasks", agent="task_agent", tool="list_tasks", args={})
 
     answer = await client.chat("list my tasks")
@@ -199,17 +191,12 @@ async def test_tool_time_out_reaches_the_model_and_the_turn_still_ends(assistant
 
 
 async def test_cancel_mid_turn_ends_the_request(assistant: Live) -> None:
-    seen = asyncio.Event()
-
-    async def hold(_: Frame) -> None:
-        seen.set()
-        await asyncio.sleep(30)
-
+    unanswered = UnansweredToolCalls()
     account = await assistant.account()
-    client = await assistant.desktop(account, on_tool_call=hold)
+    client = await assistant.desktop(account, on_tool_call=unanswered)
     assistant.policy.plan("list my tasks", agent="task_agent", tool="list_tasks", args={})
     request_id = await client.start_request({"type": "home_request", "message": "list my tasks"})
-    await asyncio.wait_for(seen.wait(), 10)
+    await unanswered.first()
 
     await client.cancel(request_id)
     result = await client.result(request_id, timeout_s=10)
@@ -248,7 +235,7 @@ async def test_rest_chat_runs_tools_on_the_users_desktop(assistant: Live) -> Non
 
     assert response.status_code == 200
     body = response.json()
-    [row] = store(client).rows("tasks")
+    [row] = client.store.rows("tasks")
     assert body["mutations"] == [{"action": "insert", "table": "tasks", "data": row}]
     assert body["response"] == f"Here you go: <task>[{row['id']}]</task>"
     assert "What the app is showing" in assistant.llm.requests[0].last_message.text  # type: ignore[union-attr]
@@ -307,7 +294,7 @@ async def test_threads_continue_and_survive_a_server_restart(
     # A new server process state: new app, same database.
     llm = assistant.llm
     assert llm is not None
-    async with running(create_app(assistant_settings(llm.api_base)), assistant):
+    async with running(assistant_settings(llm.api_base), assistant):
         again = await assistant.desktop(account)
         await again.chat("and again?", thread_id="t1")
         prompt = json.dumps(llm.requests[-1].body)

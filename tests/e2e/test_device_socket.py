@@ -8,23 +8,17 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from app.core import security
 from app.core.settings import Settings
 from app.device.exceptions import DeviceDisconnectedError
-from app.main import create_app
-from devclient.client import DeviceClient, Frame
-from tests.e2e.conftest import Live, script
-from tests.e2e.live_server import serve
+from devclient.client import Frame
+from tests.e2e.conftest import Live, UnansweredToolCalls, running, script
 
 SELECT_TASKS = {"action": "select", "table": "tasks"}
-
-
-def store_of(client: DeviceClient) -> Any:
-    return client._store
 
 
 async def test_bad_or_expired_token_is_refused_with_1008(live: Live) -> None:
@@ -163,7 +157,7 @@ async def test_connections_per_server_are_limited(live: Live) -> None:
 
 async def test_tool_call_round_trip_and_frame_order(live: Live) -> None:
     client = await live.desktop(await live.account())
-    store_of(client).execute(action="insert", table="tasks", data={"title": "Invoice ACME"})
+    client.store.execute(action="insert", table="tasks", data={"title": "Invoice ACME"})
 
     answer = await client.chat(script({**SELECT_TASKS, "filters": {"search": "acme"}}))
 
@@ -189,7 +183,7 @@ async def test_stream_end_lists_the_mutations_the_turn_made(live: Live) -> None:
         )
     )
 
-    [project] = store_of(client).rows("projects")
+    [project] = client.store.rows("projects")
     assert answer.mutations == [{"action": "insert", "table": "projects", "data": project}]
     assert "id" in project
 
@@ -208,11 +202,8 @@ async def test_concurrent_requests_on_one_socket_stay_apart(live: Live) -> None:
 
 @pytest.mark.parametrize("live_settings", [{"tool_call_timeout_s": 0.3}])
 async def test_unanswered_tool_call_times_out_and_stream_still_ends(live: Live) -> None:
-    async def never(_: Frame) -> None:
-        return None
-
     account = await live.account()
-    client = await live.desktop(account, on_tool_call=never)
+    client = await live.desktop(account, on_tool_call=UnansweredToolCalls())
 
     answer = await client.chat(script(SELECT_TASKS, say="done"))
 
@@ -225,16 +216,11 @@ async def test_unanswered_tool_call_times_out_and_stream_still_ends(live: Live) 
 
 
 async def test_disconnect_fails_pending_calls_at_once_and_cleans_up(live: Live) -> None:
-    seen = asyncio.Event()
-
-    async def hold(_: Frame) -> None:
-        seen.set()
-        await asyncio.sleep(60)
-
+    unanswered = UnansweredToolCalls()
     account = await live.account()
-    client = await live.desktop(account, on_tool_call=hold)
+    client = await live.desktop(account, on_tool_call=unanswered)
     await client.start_request({"type": "home_request", "message": script(SELECT_TASKS)})
-    await asyncio.wait_for(seen.wait(), 5)
+    await unanswered.first()
     link = live.link(account)
     [pending] = list(link.protocol.pending)
 
@@ -249,14 +235,9 @@ async def test_disconnect_fails_pending_calls_at_once_and_cleans_up(live: Live) 
 
 
 async def test_cancel_stops_the_request_which_still_ends(live: Live) -> None:
-    seen = asyncio.Event()
-
-    async def hold(_: Frame) -> None:
-        seen.set()
-        await asyncio.sleep(60)
-
+    unanswered = UnansweredToolCalls()
     account = await live.account()
-    client = await live.desktop(account, on_tool_call=hold)
+    client = await live.desktop(account, on_tool_call=unanswered)
     request_id = await client.start_request(
         {
             "type": "home_request",
@@ -265,7 +246,7 @@ async def test_cancel_stops_the_request_which_still_ends(live: Live) -> None:
             ),
         }
     )
-    await asyncio.wait_for(seen.wait(), 5)
+    await unanswered.first()
 
     await client.cancel(request_id)
     cancelled = await client.result(request_id, timeout_s=5)
@@ -290,7 +271,7 @@ async def test_two_users_never_see_or_answer_each_others_calls(live: Live) -> No
 
     ada = await live.desktop(await live.account(), on_tool_call=ada_answers_late)
     grace = await live.desktop(await live.account())
-    store_of(grace).execute(action="insert", table="tasks", data={"title": "Grace's task"})
+    grace.store.execute(action="insert", table="tasks", data={"title": "Grace's task"})
 
     ada_request = await ada.start_request({"type": "home_request", "message": script(SELECT_TASKS)})
     ada_call = await asyncio.wait_for(ada_calls.get(), 5)
@@ -375,16 +356,12 @@ async def test_other_code_can_find_a_users_devices(live: Live) -> None:
 async def test_without_a_model_chat_ends_with_llm_not_configured(
     make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> None:
-    settings = make_settings(database_url=database_url)
-    app = create_app(settings)  # the server's own chat service, with no LLM_MODEL set
-    async with serve(app, ws_max_size=settings.ws_max_frame_bytes * 4) as base_url:
-        server = Live(base_url=base_url, app=app, tmp_path=tmp_path)
+    server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)
+    # The server's own chat service, with no LLM_MODEL set.
+    async with running(make_settings(database_url=database_url), server):
         client = await server.desktop(await server.account())
-        try:
-            answer = await client.chat("list my tasks")
-            floating = await client.floating("summarise", "project", "p1")
-        finally:
-            await client.close()
+        answer = await client.chat("list my tasks")
+        floating = await client.floating("summarise", "project", "p1")
 
     for result in (answer, floating):
         assert result.types == ["error", "stream_end"]

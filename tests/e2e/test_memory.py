@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from app import cli
 from app.core.settings import Settings
-from app.main import create_app
 from app.memory.turns import TurnMemory
 from tests.e2e.conftest import Live, running
 from tests.e2e.server_process import free_port
@@ -188,7 +187,7 @@ async def test_master_key_rotation_keeps_threads_and_memory(
     llm = assistant.llm
     assert llm is not None
     new_only = assistant_settings(llm.api_base).model_copy(update={"encryption_key": new_key})
-    async with running(create_app(new_only), assistant):
+    async with running(new_only, assistant):
         again = await assistant.desktop(account)
         answer = await again.chat("what do I like?", thread_id="kept")
     prompt = llm.requests[-1]
@@ -209,7 +208,7 @@ async def test_notes_are_indexed_on_the_desktop_when_embeddings_are_on(assistant
 
     assert [c["action"] for c in answer.tool_calls] == ["insert", "vector_upsert"]
     upsert = answer.tool_calls[1]
-    [note] = client._store.rows("notes")
+    [note] = client.store.rows("notes")
     assert upsert["data"] == {"id": note["id"], "projectId": None, "content": "# Ideas\\nship it"}
     assert len(upsert["vector"]) == 1536
     assert [m["action"] for m in answer.mutations] == ["insert"]
