@@ -50,7 +50,26 @@ class UnauthorizedError(AppError):
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
-class ServiceUnavailableError(AppError):
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    detail = "Request body too large"
+
+
+class _RetryLaterError(AppError):
+    """A refusal the client should retry: `Retry-After` says when (whole seconds)."""
+
+    def __init__(self, detail: str | None = None, *, retry_after: float | None = None) -> None:
+        headers = None if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+        super().__init__(detail, headers=headers)
+        self.retry_after = retry_after
+
+
+class TooManyRequestsError(_RetryLaterError):
+    status_code = 429
+    detail = "Too many requests"
+
+
+class ServiceUnavailableError(_RetryLaterError):
     status_code = 503
     detail = "Service unavailable"
 
@@ -63,9 +82,14 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def error_response(exc: AppError) -> JSONResponse:
+    """The HTTP answer for `exc`; also used by ASGI middleware outside FastAPI's handlers."""
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

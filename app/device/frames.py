@@ -239,6 +239,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     LLM_NOT_CONFIGURED = "llm_not_configured"
     LLM_ERROR = "llm_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
 
 
 class Error(_Frame):
