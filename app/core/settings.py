@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=90.0, gt=0)
     ws_max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
     ws_messages_per_minute: int = Field(default=100, ge=1)
+    # Frames that could not be used (invalid, over the rate limit, forged tool
+    # results) a connection may send per minute before it is closed (4001).
+    ws_invalid_frames_per_minute: int = Field(default=20, ge=1)
     ws_max_connections_per_user: int = Field(default=5, ge=1)
     ws_max_connections: int = Field(default=10_000, ge=1)
     ws_max_inflight_requests: int = Field(default=4, ge=1)

@@ -31,20 +31,13 @@ from app.device.frames import (
     ServerFrame,
     StreamEnd,
 )
-from app.device.protocol import DeviceProtocol, Heartbeat, now_iso
+from app.device.protocol import CloseCode, DeviceProtocol, Heartbeat, now_iso
 from app.device.registry import DeviceLink, DeviceRegistry
 
 logger = logging.getLogger(__name__)
 
 
-class CloseCode:
-    """WebSocket close codes this server uses (docs/protocol.md)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001  # heartbeat timeout, server shutting down
-    POLICY_VIOLATION = 1008  # bad or expired token
-    TRY_AGAIN_LATER = 1013  # connection limits
-    REPLACED = 4000  # the same device connected again
+__all__ = ["ChatHandler", "ChatTurn", "CloseCode", "DeviceConnection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +63,28 @@ class ChatTurn:
 ChatHandler = Callable[[ChatTurn], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class _RunningRequest:
+    """A chat request's task, and whether a `cancel` came for it.
+
+    A task cancelled before its first step never enters its coroutine, so its
+    `finally` (which frees the slot and sends `stream_end`) would never run. A
+    cancel that arrives before the task has started is therefore only
+    recorded; the task sees it when it starts and ends at once.
+    """
+
+    task: asyncio.Task[None]
+    started: bool = False
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        if self.started:
+            self.task.cancel()
+
+
 class DeviceConnection:
     def __init__(
         self,
@@ -90,7 +105,7 @@ class DeviceConnection:
         self._tool_call_timeout_s = tool_call_timeout_s
         self._still_signed_in = still_signed_in
         self._send_lock = asyncio.Lock()
-        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._requests: dict[str, _RunningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._link: DeviceLink | None = None
         self._closed = False
@@ -105,19 +120,22 @@ class DeviceConnection:
             self._closed = True
             heartbeat.cancel()
             self._protocol.pending.fail_all(DeviceDisconnectedError())
-            requests = list(self._requests.values())
+            requests = [running.task for running in self._requests.values()]
             for task in requests:
                 task.cancel()
             await asyncio.gather(heartbeat, *requests, return_exceptions=True)
             if self._link is not None:
                 self._registry.unbind(self._link)
+            self._log_noise()
 
     async def send(self, frame: ServerFrame) -> None:
         if self._closed:
             raise DeviceDisconnectedError
+        texts = self._protocol.encode(frame)
         try:
             async with self._send_lock:
-                await self._websocket.send_text(frame.to_json())
+                for text in texts:
+                    await self._websocket.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             self._closed = True
             raise DeviceDisconnectedError from exc
@@ -139,6 +157,10 @@ class DeviceConnection:
                 self._link.touch()
             for reply in received.replies:
                 await self.send(reply)
+            if received.close is not None:
+                logger.warning("closing a device connection: %s", received.close.reason)
+                await self.close(received.close.code, received.close.reason)
+                return
             if received.frame is not None:
                 await self._act(received.frame)
 
@@ -147,11 +169,12 @@ class DeviceConnection:
             await self._greet(frame)
         elif isinstance(frame, HomeRequest | FloatingRequest):
             assert frame.request_id is not None
-            self._requests[frame.request_id] = asyncio.create_task(self._run_request(frame))
+            task = asyncio.create_task(self._run_request(frame))
+            self._requests[frame.request_id] = _RunningRequest(task)
         elif isinstance(frame, Cancel):
-            task = self._requests.get(frame.request_id)
-            if task is not None:
-                task.cancel()
+            running = self._requests.get(frame.request_id)
+            if running is not None:
+                running.cancel()
 
     async def _greet(self, hello: DeviceHello) -> None:
         self._link = DeviceLink(
@@ -179,15 +202,18 @@ class DeviceConnection:
             request=request,
             emit=self.send,
         )
+        running = self._requests[request_id]
+        running.started = True
         try:
-            with calls_go_to(target):
-                await self._chat_handler(turn)
+            if not running.cancelled:
+                with calls_go_to(target):
+                    await self._chat_handler(turn)
         except asyncio.CancelledError:
             if self._closed:
                 raise
             # Cancelled by the client: the request still ends with its stream_end.
             current = asyncio.current_task()
-            if current is not None:
+            while current is not None and current.cancelling():
                 current.uncancel()
         except DeviceDisconnectedError:
             return
@@ -216,6 +242,12 @@ class DeviceConnection:
             await work()
         except Exception:
             logger.exception("work after stream_end failed")
+
+    def _log_noise(self) -> None:
+        """One line for all the useless frames of this connection (the first was logged)."""
+        repeated = {kind.name.lower(): n for kind, n in self._protocol.noise.items() if n > 1}
+        if repeated:
+            logger.warning("device connection sent useless frames", extra={"counts": repeated})
 
     async def _login_still_active(self) -> bool:
         try:

@@ -5,7 +5,10 @@ ToolCallError
 ├── DeviceDisconnectedError   the desktop went away while the call was pending
 ├── ToolCallTimeoutError      no result within TOOL_CALL_TIMEOUT_S
 ├── ToolCallCancelledError    the request the call served was cancelled
+├── ToolCallTooLargeError     the call would not fit in one frame
 └── ClientToolError           the desktop answered with an `error`
+
+FrameTooLargeError            any other server frame that would not fit in one frame
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ class ToolCallTimeoutError(ToolCallError):
 class ToolCallCancelledError(ToolCallError):
     def __init__(self) -> None:
         super().__init__("The request was cancelled.")
+
+
+class ToolCallTooLargeError(ToolCallError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The call's data is over the {limit}-byte frame limit; send less at a time."
+        )
+
+
+class FrameTooLargeError(Exception):
+    """A server frame that cannot be split would be over the frame limit (a bug)."""
 
 
 class ClientToolError(ToolCallError):

@@ -12,14 +12,15 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum, auto
+from enum import Enum, IntEnum, auto
 
 from pydantic import ValidationError
 
+from app.device.exceptions import FrameTooLargeError, ToolCallTooLargeError
 from app.device.frames import (
     AgentComplete,
     AgentData,
@@ -30,27 +31,48 @@ from app.device.frames import (
     ErrorCode,
     FloatingRequest,
     HomeRequest,
+    Mutation,
     Ping,
     Pong,
     ServerFrame,
+    StreamEnd,
+    StreamText,
+    ToolCall,
     ToolResult,
     client_frame_adapter,
 )
-from app.device.pending import PendingCalls
+from app.device.pending import Answer, PendingCalls
 
 logger = logging.getLogger(__name__)
 
 ChatRequest = HomeRequest | FloatingRequest
 RATE_WINDOW_S = 60.0
+# Deeper JSON than any real frame needs; far below where `json.loads` and
+# pydantic would hit Python's recursion limit.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = f"frame nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
 # Heartbeats and answers to our own calls are never rate limited: refusing them
 # would break the connection or the server's own requests.
-_UNLIMITED_FRAMES = (Ping, Pong, ToolResult)
+_UNLIMITED_FRAMES = (Ping, Pong)
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes this server uses (docs/protocol.md)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # heartbeat timeout, server shutting down
+    POLICY_VIOLATION = 1008  # bad or expired token, login revoked
+    MESSAGE_TOO_BIG = 1009  # a frame far over the size limit (sent by the WebSocket library)
+    TRY_AGAIN_LATER = 1013  # connection limits, database unavailable
+    REPLACED = 4000  # the same device connected again
+    TOO_MANY_INVALID_FRAMES = 4001  # the client kept sending frames it was told were wrong
 
 
 @dataclass(frozen=True, slots=True)
 class ProtocolLimits:
     max_frame_bytes: int = 1024 * 1024
     messages_per_minute: int = 100
+    invalid_frames_per_minute: int = 20
     max_inflight_requests: int = 4
     ping_interval_s: float = 30.0
     idle_timeout_s: float = 90.0
@@ -67,12 +89,27 @@ class Heartbeat(Enum):
     CLOSE = auto()
 
 
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    code: CloseCode
+    reason: str
+
+
 @dataclass(slots=True)
 class Received:
     """The outcome of one incoming frame."""
 
     replies: list[ServerFrame] = field(default_factory=list)
     frame: ClientFrame | None = None  # a frame for the application to act on
+    close: CloseRequest | None = None  # set when the connection must end after the replies
+
+
+class Noise(Enum):
+    """Frames that do the server no good, counted per connection."""
+
+    INVALID = "invalid frame"  # not JSON, not a frame, too large, binary, too deep
+    RATE_LIMITED = "frame over the rate limit"
+    UNKNOWN_TOOL_RESULT = "tool_result for a call not issued here (or already answered)"
 
 
 class SlidingWindowLimiter:
@@ -104,6 +141,29 @@ def _request_id_of(raw: object) -> str | None:
     return None
 
 
+def _fits(text: str, limit: int) -> bool:
+    # A str has at most 4 bytes per character: only encode when it could be too big.
+    return len(text) * 4 <= limit or len(text.encode()) <= limit
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests containers more than `limit` deep."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"][1:]) or "frame"
@@ -127,8 +187,12 @@ class DeviceProtocol:
         self.pending = PendingCalls()
         self.inflight: set[str] = set()
         self.runs: set[str] = set()
+        self.noise: Counter[Noise] = Counter()
         self._clock = clock
         self._limiter = SlidingWindowLimiter(limits.messages_per_minute, RATE_WINDOW_S, clock)
+        self._noise_limiter = SlidingWindowLimiter(
+            limits.invalid_frames_per_minute, RATE_WINDOW_S, clock
+        )
         self._last_seen = clock()
         self._last_ping = clock()
 
@@ -136,27 +200,30 @@ class DeviceProtocol:
 
     def receive_text(self, text: str) -> Received:
         self._last_seen = self._clock()
-        # A str has at most 4 bytes per character: only encode when it could be too big.
-        if len(text) * 4 > self.limits.max_frame_bytes and (
-            len(text.encode()) > self.limits.max_frame_bytes
-        ):
-            return self._error(
+        if not _fits(text, self.limits.max_frame_bytes):
+            return self._invalid(
                 ErrorCode.FRAME_TOO_LARGE,
                 f"frames are limited to {self.limits.max_frame_bytes} bytes",
             )
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            return self._error(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc.msg}")
+            return self._invalid(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc.msg}")
+        except RecursionError:
+            return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
+        # Nesting needs at least as many brackets as levels: counting them is
+        # cheap, so only frames that could be too deep are walked.
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(raw, MAX_JSON_DEPTH):
+            return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
         return self._receive_json(raw)
 
     def receive_bytes(self) -> Received:
         self._last_seen = self._clock()
-        return self._error(ErrorCode.INVALID_FRAME, "frames are JSON text messages, not binary")
+        return self._invalid(ErrorCode.INVALID_FRAME, "frames are JSON text messages, not binary")
 
     def _receive_json(self, raw: object) -> Received:
         if not isinstance(raw, dict):
-            return self._error(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
+            return self._invalid(ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type'")
         try:
             frame = client_frame_adapter.validate_python(raw)
         except ValidationError as exc:
@@ -164,20 +231,52 @@ class DeviceProtocol:
             if any(e["type"] in {"union_tag_invalid", "union_tag_not_found"} for e in exc.errors()):
                 kind = raw.get("type")
                 message = f"unknown frame type {kind!r}" if kind else "frame has no 'type' field"
-                return self._error(ErrorCode.UNKNOWN_TYPE, message, request_id=request_id)
-            return self._error(
+                return self._invalid(ErrorCode.UNKNOWN_TYPE, message, request_id=request_id)
+            return self._invalid(
                 ErrorCode.INVALID_FRAME, _validation_message(exc), request_id=request_id
             )
-        if not isinstance(frame, _UNLIMITED_FRAMES):
-            retry_after = self._limiter.acquire()
-            if retry_after is not None:
-                return self._error(
-                    ErrorCode.RATE_LIMITED,
-                    f"more than {self.limits.messages_per_minute} frames per minute",
-                    request_id=_request_id_of(raw),
-                    retry_after=retry_after,
-                )
+        if isinstance(frame, _UNLIMITED_FRAMES):
+            return self._dispatch(frame)
+        answer = None
+        if isinstance(frame, ToolResult) and self.state is State.READY:
+            answer = self.pending.resolve(frame)
+            if answer is Answer.TAKEN:
+                return Received()  # answers to our own calls are free
+        retry_after = self._limiter.acquire()
+        if retry_after is not None:
+            refused = self._error(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.limits.messages_per_minute} frames per minute",
+                request_id=_request_id_of(raw),
+                retry_after=retry_after,
+            )
+            return self._count_noise(Noise.RATE_LIMITED, refused)
+        if answer is Answer.LATE:
+            return Received()  # the call timed out or its request ended: ignored
+        if answer is Answer.UNKNOWN:
+            return self._count_noise(Noise.UNKNOWN_TOOL_RESULT, Received())
         return self._dispatch(frame)
+
+    def _invalid(self, code: ErrorCode, message: str, *, request_id: str | None = None) -> Received:
+        """Refuse a frame that could not be read; it costs the sender like any other."""
+        self._limiter.acquire()
+        return self._count_noise(Noise.INVALID, self._error(code, message, request_id=request_id))
+
+    def _count_noise(self, kind: Noise, received: Received) -> Received:
+        """Count a useless frame; a connection that keeps sending them is closed.
+
+        The first of each kind is logged, the rest only counted (the adapter
+        logs the totals when the connection ends), so noise cannot flood the log.
+        """
+        self.noise[kind] += 1
+        if self.noise[kind] == 1:
+            logger.warning("device sent a %s; further ones are only counted", kind.value)
+        if self._noise_limiter.acquire() is not None:
+            received.close = CloseRequest(
+                CloseCode.TOO_MANY_INVALID_FRAMES,
+                f"more than {self.limits.invalid_frames_per_minute} invalid frames per minute",
+            )
+        return received
 
     def _dispatch(self, frame: ClientFrame) -> Received:
         if isinstance(frame, Ping):
@@ -192,10 +291,6 @@ class DeviceProtocol:
                 "the first frame must be device_hello",
                 request_id=getattr(frame, "request_id", None),
             )
-        if isinstance(frame, ToolResult):
-            if not self.pending.resolve(frame):
-                logger.warning("tool_result for a call not issued here; ignored")
-            return Received()
         if isinstance(frame, HomeRequest | FloatingRequest):
             return self._chat_request(frame)
         if isinstance(frame, Cancel):
@@ -257,6 +352,53 @@ class DeviceProtocol:
                 Error(code=code, message=message, request_id=request_id, retry_after=retry_after)
             ]
         )
+
+    # -- outgoing ------------------------------------------------------------
+
+    def encode(self, frame: ServerFrame) -> list[str]:
+        """The text messages that carry `frame`, none over the frame limit.
+
+        The limit is the one clients are held to (`WS_MAX_FRAME_BYTES`), so a
+        client that accepts what it may send never has a frame refused. Long
+        `stream_text` is split into several frames; an oversized `stream_end`
+        reports its mutations by id only (the desktop holds the rows).
+        """
+        text = frame.to_json()
+        if _fits(text, self.limits.max_frame_bytes):
+            return [text]
+        if isinstance(frame, StreamText):
+            return self._split_text(frame)
+        if isinstance(frame, StreamEnd):
+            return [self._slim_stream_end(frame)]
+        if isinstance(frame, ToolCall):
+            raise ToolCallTooLargeError(self.limits.max_frame_bytes)
+        msg = f"a {frame.type} frame is over the {self.limits.max_frame_bytes}-byte limit"
+        raise FrameTooLargeError(msg)
+
+    def _split_text(self, frame: StreamText) -> list[str]:
+        overhead = len(frame.model_copy(update={"chunk": ""}).to_json().encode())
+        # One character is at most 6 bytes in JSON (a \uXXXX escape).
+        step = max(1, (self.limits.max_frame_bytes - overhead) // 6)
+        chunk = frame.chunk
+        return [
+            frame.model_copy(update={"chunk": chunk[start : start + step]}).to_json()
+            for start in range(0, len(chunk), step)
+        ]
+
+    def _slim_stream_end(self, frame: StreamEnd) -> str:
+        slim = [
+            Mutation(
+                action=m.action, table=m.table, data={"id": m.data["id"]} if "id" in m.data else {}
+            )
+            for m in frame.mutations
+        ]
+        text = frame.model_copy(update={"mutations": slim}).to_json()
+        while slim and not _fits(text, self.limits.max_frame_bytes):
+            # Thousands of mutations in one turn: keep the first that fit.
+            slim = slim[: len(slim) // 2]
+            text = frame.model_copy(update={"mutations": slim}).to_json()
+        logger.warning("stream_end over the frame limit: mutations sent by id only")
+        return text
 
     # -- time ----------------------------------------------------------------
 

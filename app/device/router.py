@@ -22,6 +22,7 @@ def protocol_limits(settings: Settings) -> ProtocolLimits:
     return ProtocolLimits(
         max_frame_bytes=settings.ws_max_frame_bytes,
         messages_per_minute=settings.ws_messages_per_minute,
+        invalid_frames_per_minute=settings.ws_invalid_frames_per_minute,
         max_inflight_requests=settings.ws_max_inflight_requests,
         ping_interval_s=settings.ws_ping_interval_s,
         idle_timeout_s=settings.ws_idle_timeout_s,

@@ -16,6 +16,7 @@ from app.device.exceptions import (
     ToolCallTimeoutError,
 )
 from app.device.frames import ServerFrame, ToolCall, ToolResult
+from app.device.pending import Answer
 from app.device.protocol import DeviceProtocol, ProtocolLimits
 from app.device.registry import ConnectionLimitError, DeviceLink, DeviceRegistry
 
@@ -42,7 +43,8 @@ class FakeDesktop:
 
     async def answer_next(self, **result: Any) -> ToolCall:
         call = await asyncio.wait_for(self.sent.get(), 2)
-        assert self.link.protocol.pending.resolve(ToolResult(id=call.id, **result))
+        answer = self.link.protocol.pending.resolve(ToolResult(id=call.id, **result))
+        assert answer is Answer.TAKEN
         return call
 
 
@@ -97,7 +99,10 @@ async def test_unanswered_call_times_out_and_leaves_nothing_pending() -> None:
     assert len(desktop.link.protocol.pending) == 0
     # A late answer is ignored, not delivered to anyone.
     late = await desktop.sent.get()
-    assert desktop.link.protocol.pending.resolve(ToolResult(id=late.id, rows=[])) is False
+    pending = desktop.link.protocol.pending
+    assert pending.resolve(ToolResult(id=late.id, rows=[])) is Answer.LATE
+    # Only once: a second answer to the same call is an unknown id.
+    assert pending.resolve(ToolResult(id=late.id, rows=[])) is Answer.UNKNOWN
 
 
 async def test_disconnect_fails_every_pending_call_at_once() -> None:

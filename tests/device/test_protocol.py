@@ -7,18 +7,30 @@ from typing import Any
 
 import pytest
 
+from app.device.exceptions import ToolCallTooLargeError
 from app.device.frames import (
     Cancel,
     DeviceHello,
     Error,
     FloatingRequest,
     HomeRequest,
+    Mutation,
     Pong,
+    StreamEnd,
+    StreamText,
+    ToolCall,
     ToolResult,
     client_frame_adapter,
     server_frame_adapter,
 )
-from app.device.protocol import DeviceProtocol, Heartbeat, ProtocolLimits, State
+from app.device.protocol import (
+    CloseCode,
+    DeviceProtocol,
+    Heartbeat,
+    Noise,
+    ProtocolLimits,
+    State,
+)
 
 
 class Clock:
@@ -280,3 +292,155 @@ def test_server_frames_serialise_without_empty_fields() -> None:
         "table": "tasks",
         "request_id": "r",
     }
+
+
+# -- hostile input -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_deeply_nested_json_is_invalid_json_not_a_crash(depth: int) -> None:
+    protocol = greeted()
+
+    error = only_error(protocol.receive_text("[" * depth + "]" * depth))
+
+    assert error.code == "invalid_json"
+    assert "64 levels" in error.message
+
+
+async def test_nesting_within_the_limit_is_read_as_usual() -> None:
+    protocol = greeted()
+    call = protocol.pending.open(request_id="r1")
+    nested: Any = {"leaf": 1}
+    for _ in range(60):
+        nested = {"inner": nested}
+
+    received = send(protocol, {"type": "tool_result", "id": call.id, "row": nested})
+
+    assert received.replies == []
+    assert call.future.result() == {"row": nested}
+
+
+def test_invalid_frames_count_against_the_rate_limit() -> None:
+    clock = Clock()
+    protocol = greeted(limits=ProtocolLimits(messages_per_minute=5), clock=clock)
+    for _ in range(4):  # the hello was the first frame of the minute
+        only_error(protocol.receive_text("not json"))
+
+    error = only_error(send(protocol, {"type": "home_request", "request_id": "r1", "message": "a"}))
+
+    assert error.code == "rate_limited"
+
+
+def test_a_connection_that_keeps_sending_invalid_frames_is_closed() -> None:
+    clock = Clock()
+    protocol = greeted(limits=ProtocolLimits(invalid_frames_per_minute=3), clock=clock)
+    kinds = ["not json", "[" * 200 + "]" * 200, json.dumps({"type": "nope"})]
+    for raw in kinds:
+        received = protocol.receive_text(raw)
+        assert received.close is None
+        assert received.replies[0].type == "error"
+
+    received = protocol.receive_bytes()
+
+    assert received.replies[0].type == "error"  # told why, then closed
+    assert received.close is not None
+    assert received.close.code == CloseCode.TOO_MANY_INVALID_FRAMES == 4001
+    assert protocol.noise[Noise.INVALID] == 4
+
+
+def test_invalid_frames_spread_over_time_do_not_close_the_connection() -> None:
+    clock = Clock()
+    protocol = greeted(limits=ProtocolLimits(invalid_frames_per_minute=3), clock=clock)
+    for _ in range(10):
+        clock.now += 30
+        assert protocol.receive_text("not json").close is None
+
+
+def test_unknown_tool_results_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protocol = greeted(limits=ProtocolLimits(invalid_frames_per_minute=1_000))
+
+    with caplog.at_level("WARNING", logger="app.device.protocol"):
+        for n in range(50):
+            received = send(protocol, {"type": "tool_result", "id": f"forged-{n}", "rows": []})
+            assert received.replies == []
+
+    assert protocol.noise[Noise.UNKNOWN_TOOL_RESULT] == 50
+    assert len(caplog.records) == 1
+
+
+async def test_unknown_tool_results_are_rate_limited_answers_to_our_calls_are_not() -> None:
+    clock = Clock()
+    protocol = greeted(limits=ProtocolLimits(messages_per_minute=3), clock=clock)
+    for n in range(2):
+        assert (
+            send(protocol, {"type": "tool_result", "id": f"forged-{n}", "rows": []}).replies == []
+        )
+    refused = only_error(send(protocol, {"type": "tool_result", "id": "forged-9", "rows": []}))
+    call = protocol.pending.open(request_id="r1")
+
+    ours = send(protocol, {"type": "tool_result", "id": call.id, "rows": []})
+
+    assert refused.code == "rate_limited"
+    assert ours.replies == []
+    assert call.future.result() == {"rows": []}
+
+
+async def test_a_late_answer_to_a_timed_out_call_is_not_noise() -> None:
+    protocol = greeted(limits=ProtocolLimits(invalid_frames_per_minute=1))
+    call = protocol.pending.open(request_id="r1")
+    protocol.pending.discard(call.id)  # what a time-out does
+
+    late = send(protocol, {"type": "tool_result", "id": call.id, "rows": []})
+
+    assert late.replies == []
+    assert late.close is None
+    assert not protocol.noise
+
+
+# -- outgoing frames -------------------------------------------------------------
+
+
+def test_long_stream_text_is_split_below_the_frame_limit() -> None:
+    protocol = greeted(limits=ProtocolLimits(max_frame_bytes=4096))
+    answer = "ab\n\u00e9\U0001f600\x01" * 3_000  # multi-byte and escaped characters
+
+    texts = protocol.encode(StreamText(request_id="r1", chunk=answer))
+
+    assert len(texts) > 1
+    assert all(len(text.encode()) <= 4096 for text in texts)
+    frames = [server_frame_adapter.validate_json(text) for text in texts]
+    assert all(isinstance(f, StreamText) and f.request_id == "r1" for f in frames)
+    assert "".join(f.chunk for f in frames if isinstance(f, StreamText)) == answer
+
+
+def test_small_frames_go_out_as_one_message() -> None:
+    frame = StreamText(request_id="r1", chunk="hello")
+
+    assert greeted().encode(frame) == [frame.to_json()]
+
+
+def test_an_oversize_stream_end_reports_mutations_by_id() -> None:
+    protocol = greeted(limits=ProtocolLimits(max_frame_bytes=4096))
+    mutations = [
+        Mutation(action="update", table="notes", data={"id": f"n{n}", "content": "x" * 1000})
+        for n in range(20)
+    ]
+
+    [text] = protocol.encode(StreamEnd(request_id="r1", mutations=mutations))
+
+    assert len(text.encode()) <= 4096
+    end = server_frame_adapter.validate_json(text)
+    assert isinstance(end, StreamEnd)
+    assert [(m.action, m.table, m.data) for m in end.mutations] == [
+        ("update", "notes", {"id": f"n{n}"}) for n in range(20)
+    ]
+
+
+def test_a_tool_call_over_the_limit_fails_as_a_tool_error() -> None:
+    protocol = greeted(limits=ProtocolLimits(max_frame_bytes=4096))
+    call = ToolCall(id="c1", action="insert", table="notes", data={"content": "x" * 5000})
+
+    with pytest.raises(ToolCallTooLargeError):
+        protocol.encode(call)

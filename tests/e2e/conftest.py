@@ -32,9 +32,10 @@ from tests.llm.scripted_openai import ScriptedLLM, scripted_llm
 async def scripted_turn(turn: ChatTurn) -> None:
     """Stands in for the assistant: the message is a JSON script of tool calls.
 
-    `{"calls": [{"action": ..., "table": ..., ...}], "say": "...", "sleep": s,
-    "crash": bool}`: each call's result (or error) is streamed back as one text
-    chunk; `crash` raises after the calls, as a bug would.
+    `{"calls": [{"action": ..., "table": ..., ...}], "say": "...", "repeat": n,
+    "sleep": s, "crash": bool}`: each call's result (or error) is streamed back
+    as one text chunk; `say` is said `repeat` times in one chunk; `crash` raises
+    after the calls, as a bug would.
     """
     script = json.loads(turn.request.message)
     await turn.emit(StreamStart(request_id=turn.request_id))
@@ -48,15 +49,21 @@ async def scripted_turn(turn: ChatTurn) -> None:
     if script.get("crash"):
         raise RuntimeError("scripted crash")
     if "say" in script:
-        await turn.emit(StreamText(request_id=turn.request_id, chunk=script["say"]))
+        chunk = script["say"] * script.get("repeat", 1)
+        await turn.emit(StreamText(request_id=turn.request_id, chunk=chunk))
 
 
 def script(
-    *calls: dict[str, Any], say: str | None = None, sleep: float = 0, crash: bool = False
+    *calls: dict[str, Any],
+    say: str | None = None,
+    repeat: int = 1,
+    sleep: float = 0,
+    crash: bool = False,
 ) -> str:
     body: dict[str, Any] = {"calls": list(calls), "sleep": sleep, "crash": crash}
     if say is not None:
         body["say"] = say
+        body["repeat"] = repeat
     return json.dumps(body)
 
 

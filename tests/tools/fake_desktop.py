@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from app.device.frames import ServerFrame, ToolCall, ToolResult
+from app.device.pending import Answer
 from app.device.protocol import DeviceProtocol, ProtocolLimits
 from app.device.registry import DeviceLink
 from devclient.store import LocalStore
@@ -75,7 +76,8 @@ class StoreDesktop:
         self.frames.append(wire)
         result = self.answer(frame)
         if result is not None:
-            assert self.link.protocol.pending.resolve(ToolResult(id=frame.id, **result))
+            answer = self.link.protocol.pending.resolve(ToolResult(id=frame.id, **result))
+            assert answer is Answer.TAKEN
 
     async def _close(self, code: int, reason: str) -> None:
         pass
