@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TYPEGEN_STAMP := typegen/node_modules/.installed
 
-.PHONY: run test lint format schema install clean
+.PHONY: run test lint format schema types install clean
 
 run: $(STAMP)
 	$(BIN)/python -m app serve
@@ -24,6 +25,15 @@ format: $(STAMP)
 # The device protocol's JSON Schema, for the desktop app's generated TypeScript types.
 schema: $(STAMP)
 	$(BIN)/python -m app.device.schema > docs/device-protocol.schema.json
+
+# Those types, from the schema (needs Node 20+). The file names the schema's SHA-256, so a
+# test tells when they are stale without Node.
+types: schema $(TYPEGEN_STAMP)
+	node typegen/generate.mjs docs/device-protocol.schema.json docs/device-protocol.d.ts
+
+$(TYPEGEN_STAMP): typegen/package.json typegen/package-lock.json
+	cd typegen && npm ci --no-audit --no-fund
+	touch $(TYPEGEN_STAMP)
 
 install: $(STAMP)
 

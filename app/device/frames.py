@@ -2,8 +2,9 @@
 
 One JSON text message per frame, keyed on `type`. `ClientFrame` is what a
 desktop may send, `ServerFrame` what the server sends; `ping` and `pong` go
-both ways. `make schema` writes the JSON Schema of both unions to
-`docs/device-protocol.schema.json` for the desktop app's TypeScript types.
+both ways. `make schema` writes the JSON Schema of both unions, one 2020-12
+document, to `docs/device-protocol.schema.json`; `make types` turns it into the
+desktop app's TypeScript types (`docs/device-protocol.d.ts`).
 """
 
 from __future__ import annotations
@@ -154,11 +155,22 @@ class StreamText(_Frame):
     chunk: str
 
 
+class Table(StrEnum):
+    """A table of the desktop's database (SPEC §3) that a tool call or mutation names."""
+
+    TASKS = "tasks"
+    PROJECTS = "projects"
+    TIMELINES = "timelines"
+    NOTES = "notes"
+    TASK_COMMENTS = "taskComments"
+    CLIENTS = "clients"
+
+
 class Mutation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     action: Literal["insert", "update", "delete"]
-    table: str
+    table: Table
     data: dict[str, Any]
 
 
@@ -198,7 +210,7 @@ class ToolCall(_Frame):
     type: Literal["tool_call"] = "tool_call"
     id: Id
     action: ToolAction
-    table: str | None = None
+    table: Table | None = None
     data: dict[str, Any] | None = None
     filters: dict[str, Any] | None = None
     vector: list[float] | None = None
@@ -244,7 +256,7 @@ class ErrorCode(StrEnum):
 
 class Error(_Frame):
     type: Literal["error"] = "error"
-    code: str
+    code: ErrorCode
     message: str
     request_id: Id | None = None
     retry_after: float | None = Field(default=None, description="Seconds to wait before retrying")
@@ -278,13 +290,3 @@ ServerFrame = Annotated[
 
 client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 server_frame_adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
-
-
-def protocol_json_schema() -> dict[str, Any]:
-    """The JSON Schema of both directions, as checked in under docs/."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Adiuva device WebSocket protocol",
-        "client_to_server": client_frame_adapter.json_schema(),
-        "server_to_client": server_frame_adapter.json_schema(),
-    }
