@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
@@ -18,6 +17,7 @@ from sqlalchemy.engine import make_url
 from agents.llm import LLMNotConfiguredError, chat_model
 from agents.supervisors import Supervisors, build_supervisors
 from app.chat.checkpoint_cipher import encrypted_serializer
+from app.chat.checkpoint_store import LatestCheckpointSaver
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
@@ -52,7 +52,7 @@ class ChatEngine:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open()
-        checkpointer = AsyncPostgresSaver(pool, serde=encrypted_serializer(keyring.all_keys))
+        checkpointer = LatestCheckpointSaver(pool, serde=encrypted_serializer(keyring.all_keys))
         await checkpointer.setup()
         supervisors = build_supervisors(
             supervisor_model=supervisor_model,
