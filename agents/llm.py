@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
+import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_litellm import ChatLiteLLM, ChatLiteLLMRouter
 from litellm.router import Router
 
 from app.core.settings import Settings
 
 Role = Literal["supervisor", "subagent"]
+logger = logging.getLogger(__name__)
 
 # LiteLLM gives its loggers their own stderr handlers at import, and logs every
 # completion at INFO: send its records through the server's JSON handler
@@ -31,6 +37,85 @@ class LLMNotConfiguredError(RuntimeError):
             "No language model is configured: set LLM_MODEL (a LiteLLM model string such as "
             "openai/gpt-4o-mini), and LLM_API_BASE / LLM_API_KEY as the provider needs."
         )
+
+
+class IncompleteResponseError(RuntimeError):
+    """The model's stream ended without a finish reason: the answer is a fragment."""
+
+    def __init__(self) -> None:
+        super().__init__("the model's answer stream ended before the answer was complete")
+
+
+# What a failed model call raises: the provider's error (after its retries), or a cut stream.
+MODEL_ERRORS = (openai.APIError, IncompleteResponseError)
+
+
+async def _complete_stream(stream: Any) -> AsyncIterator[Any]:
+    """Pass LiteLLM's stream through; raise if it ends without a finish reason.
+
+    LiteLLM reports `finish_reason="stop"` at the end of every stream, also
+    when the provider's stream simply stopped; what it actually received is on
+    the stream wrapper, so that is what is checked.
+    """
+    async for chunk in stream:
+        yield chunk
+    received = (
+        getattr(stream, "received_finish_reason", None),
+        getattr(stream, "intermittent_finish_reason", None),
+    )
+    if hasattr(stream, "received_finish_reason") and received == (None, None):
+        raise IncompleteResponseError
+
+
+def _carries_output(chunk: ChatGenerationChunk) -> bool:
+    message = chunk.message
+    return bool(message.content or getattr(message, "tool_call_chunks", None))
+
+
+class _CompleteAnswers(BaseChatModel):
+    """Refuses answers whose stream was cut, retrying while nothing has been passed on.
+
+    Once a chunk has gone downstream (it may already be on the user's screen)
+    the call is not repeated: the error goes up and the turn ends with it.
+    """
+
+    cut_stream_retries: int = 0
+
+    async def acompletion_with_retry(
+        self, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
+    ) -> Any:
+        response = await super().acompletion_with_retry(  # type: ignore[misc]
+            run_manager=run_manager, **kwargs
+        )
+        return _complete_stream(response) if kwargs.get("stream") else response
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for attempt in range(self.cut_stream_retries + 1):
+            passed_on = False
+            try:
+                async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                    passed_on = passed_on or _carries_output(chunk)
+                    yield chunk
+            except IncompleteResponseError:
+                if passed_on or attempt == self.cut_stream_retries:
+                    raise
+                logger.warning("model stream cut before any output; retrying")
+            else:
+                return
+
+
+class CompleteChatLiteLLM(_CompleteAnswers, ChatLiteLLM):
+    """`ChatLiteLLM` that never takes a cut stream for a whole answer."""
+
+
+class CompleteChatLiteLLMRouter(_CompleteAnswers, ChatLiteLLMRouter):
+    """`ChatLiteLLMRouter` that never takes a cut stream for a whole answer."""
 
 
 def model_name(settings: Settings, role: Role) -> str:
@@ -62,8 +147,13 @@ def chat_model(settings: Settings, role: Role) -> BaseChatModel:
             fallbacks=[{name: names[1:]}],
             num_retries=settings.llm_max_retries,
         )
-        return ChatLiteLLMRouter(router=router, model_name=name, streaming=True)
-    return ChatLiteLLM(
+        return CompleteChatLiteLLMRouter(
+            router=router,
+            model_name=name,
+            streaming=True,
+            cut_stream_retries=settings.llm_max_retries,
+        )
+    return CompleteChatLiteLLM(
         model=name,
         api_base=settings.llm_api_base,
         api_key=settings.llm_api_key,
@@ -74,4 +164,5 @@ def chat_model(settings: Settings, role: Role) -> BaseChatModel:
         # Retry-After) cover 429s and 5xx, so LLM_MAX_RETRIES goes there.
         max_retries=1,
         model_kwargs={"max_retries": settings.llm_max_retries},
+        cut_stream_retries=settings.llm_max_retries,
     )

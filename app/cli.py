@@ -33,8 +33,12 @@ def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Migrate, then serve until SIGINT/SIGTERM; the embedded database stops with us."""
-    with provisioned_database(settings) as database_url:
+    """Migrate, then serve until SIGINT/SIGTERM.
+
+    The embedded database (when DATABASE_URL is unset) is restarted if it dies
+    while we serve, and stops with us.
+    """
+    with provisioned_database(settings, supervise=True) as database_url:
         migrations.upgrade(database_url)
         app = create_app(settings.model_copy(update={"database_url": database_url}))
         config = uvicorn.Config(

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.router import router as auth_router
+from app.auth.service import PasswordChecks
 from app.chat.engine import ChatEngine
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
@@ -48,11 +49,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url)
+        engine = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s,
+            connect_timeout_s=settings.db_connect_timeout_s,
+        )
         app.state.settings = settings
         app.state.keyring = MasterKeyring.from_settings(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.password_checks = PasswordChecks(
+            workers=settings.bcrypt_workers, max_waiting=settings.bcrypt_max_waiting
+        )
         app.state.device_registry = DeviceRegistry(
             max_per_user=settings.ws_max_connections_per_user,
             max_total=settings.ws_max_connections,

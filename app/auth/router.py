@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, Request, status
 
 from app.auth import service
 from app.auth.dependencies import CurrentUser
@@ -18,29 +18,48 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _password_checks(request: Request) -> service.PasswordChecks:
+    checks: service.PasswordChecks = request.app.state.password_checks
+    return checks
+
+
+PasswordChecksDep = Annotated[service.PasswordChecks, Depends(_password_checks)]
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "Email already registered"}},
 )
 async def register(
-    body: UserCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep
+    body: UserCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    password_checks: PasswordChecksDep,
 ) -> AuthTokens:
     """Create an account and log it in."""
     return await service.register(
         session=session,
         settings=settings,
         keyring=keyring,
+        password_checks=password_checks,
         email=str(body.email),
         password=body.password,
     )
 
 
 @router.post("/login", responses=_UNAUTHORIZED)
-async def login(body: UserLogin, session: SessionDep, settings: SettingsDep) -> AuthTokens:
+async def login(
+    body: UserLogin, session: SessionDep, settings: SettingsDep, password_checks: PasswordChecksDep
+) -> AuthTokens:
     """Exchange email and password for tokens."""
     return await service.login(
-        session=session, settings=settings, email=str(body.email), password=body.password
+        session=session,
+        settings=settings,
+        password_checks=password_checks,
+        email=str(body.email),
+        password=body.password,
     )
 
 

@@ -4,6 +4,10 @@ A login opens an `AuthSession`; every refresh token it hands out belongs to
 that session and is single-use. Exchanging a refresh token twice can only mean
 a copy was stolen, so the whole session is revoked, and with it every access
 token that names it.
+
+bcrypt is slow by design, so it never runs on the event loop nor while a
+pooled database connection is held, and `PasswordChecks` bounds how many wait
+for it: a flood of logins is refused with 503 instead of starving everyone.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,13 +33,20 @@ from app.auth.exceptions import (
 from app.auth.models import AuthSession, RefreshToken, User
 from app.auth.schemas import AuthTokens
 from app.core import security
-from app.core.errors import UnauthorizedError
+from app.core.errors import ServiceUnavailableError, UnauthorizedError
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 SESSION_ENDED = "Session has ended; log in again"
+SERVER_BUSY = "The server is busy; try again shortly"
+# A bcrypt check takes about 0.25 s at the production work factor, so a full
+# queue drains in a few seconds.
+BUSY_RETRY_AFTER_S = 2
 
 
 def normalize_email(email: str) -> str:
@@ -44,6 +57,37 @@ def normalize_email(email: str) -> str:
 def _decoy_hash(rounds: int) -> str:
     """A hash to check unknown emails against, so they cost what a wrong password costs."""
     return security.hash_password(uuid.uuid4().hex, rounds=rounds)
+
+
+def _password_matches(password: str, password_hash: str | None, rounds: int) -> bool:
+    # Runs in a worker thread; an unknown email (no hash) is checked against the decoy.
+    if password_hash is None:
+        security.verify_password(password, _decoy_hash(rounds))
+        return False
+    return security.verify_password(password, password_hash)
+
+
+class PasswordChecks:
+    """Runs bcrypt in worker threads: `workers` at once, at most `max_waiting` queued.
+
+    One per app. Past that, `ServiceUnavailableError` (503, "busy") at once:
+    waiting longer would only let requests pile up until everything times out.
+    """
+
+    def __init__(self, *, workers: int, max_waiting: int) -> None:
+        self._slots = asyncio.Semaphore(workers)
+        self._capacity = workers + max_waiting
+        self._admitted = 0
+
+    async def run(self, check: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if self._admitted >= self._capacity:
+            raise ServiceUnavailableError(SERVER_BUSY, retry_after=BUSY_RETRY_AFTER_S)
+        self._admitted += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(check, *args, **kwargs)
+        finally:
+            self._admitted -= 1
 
 
 async def _issue_tokens(
@@ -83,11 +127,13 @@ async def register(
     session: AsyncSession,
     settings: Settings,
     keyring: MasterKeyring,
+    password_checks: PasswordChecks,
     email: str,
     password: str,
 ) -> AuthTokens:
     """Create an account with its own wrapped data key, and log it in."""
-    password_hash = await asyncio.to_thread(
+    # Hashed before the session first touches the database: no connection is held meanwhile.
+    password_hash = await password_checks.run(
         security.hash_password, password, rounds=settings.bcrypt_rounds
     )
     user = User(
@@ -109,7 +155,12 @@ async def register(
 
 
 async def login(
-    *, session: AsyncSession, settings: Settings, email: str, password: str
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    password_checks: PasswordChecks,
+    email: str,
+    password: str,
 ) -> AuthTokens:
     """Check the password and open a new login session.
 
@@ -117,8 +168,12 @@ async def login(
     bcrypt work, so neither the answer nor its timing tells which it was.
     """
     user = await session.scalar(select(User).where(User.email == normalize_email(email)))
-    password_hash = user.password_hash if user else _decoy_hash(settings.bcrypt_rounds)
-    password_ok = await asyncio.to_thread(security.verify_password, password, password_hash)
+    # End the read so its connection goes back to the pool before bcrypt runs;
+    # the session opens a new one for the writes below.
+    await session.commit()
+    password_ok = await password_checks.run(
+        _password_matches, password, user.password_hash if user else None, settings.bcrypt_rounds
+    )
     if user is None or not password_ok:
         raise InvalidCredentialsError
     tokens = await _open_session(session=session, settings=settings, user_id=user.id)

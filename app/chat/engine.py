@@ -48,6 +48,9 @@ class ChatEngine:
             libpq_url(settings.database_url),
             open=False,
             max_size=10,
+            # Fail a turn within seconds when the database is away; drop dead connections first.
+            timeout=settings.db_pool_timeout_s,
+            check=AsyncConnectionPool.check_connection,
             # What AsyncPostgresSaver requires of its connections.
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )

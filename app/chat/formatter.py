@@ -2,7 +2,8 @@
 
 Only the supervisor's own answer becomes `stream_text`: sub-agent tokens and
 tool chatter stay on the server. Home answers go through the tag filter so no
-invented reference reaches the UI. A Floating answer is held back until the
+invented reference reaches the UI; Floating answers through the plain-text
+filter, which keeps only the words. A Floating answer is held back until the
 domain is known (the first sub-agent the supervisor delegates to, `tasks` if
 none), because `floating_domain` must precede `stream_start`.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from agents.supervisors import DOMAIN_OF_SUBAGENT
-from app.chat.tags import TagFilter
+from app.chat.tags import PlainTextFilter, TagFilter
 from app.device.frames import Domain, FloatingDomain, ServerFrame, StreamStart, StreamText
 
 SUPERVISOR_MODEL_NODE = "model"
@@ -62,8 +63,7 @@ class TurnStream:
         self._emit = emit
         self._request_id = request_id
         self._floating = floating
-        # Floating answers are plain text: no tags to keep or filter.
-        self._tags = None if floating else TagFilter(known_ids)
+        self._tags = PlainTextFilter(known_ids) if floating else TagFilter(known_ids)
         self._opened = False
         self._held: list[str] = []
         self.answer: list[str] = []
@@ -85,11 +85,10 @@ class TurnStream:
         elif mode == "messages":
             text = supervisor_text(data)
             if text:
-                await self._text(self._tags.feed(text) if self._tags else text)
+                await self._text(self._tags.feed(text))
 
     async def finish(self) -> None:
-        if self._tags is not None:
-            await self._text(self._tags.finish())
+        await self._text(self._tags.finish())
         if not self._opened:
             await self._open()
 

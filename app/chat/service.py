@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.llm import MODEL_ERRORS
 from agents.middleware import FloatingScope
 from agents.supervisors import Graph
 from app.chat.engine import ChatEngine
@@ -180,7 +180,7 @@ class ChatService:
                     subgraphs=True,
                 ):
                     await stream.event(tuple(namespace), mode, data)
-            except openai.APIError as exc:
+            except MODEL_ERRORS as exc:
                 logger.warning("model call failed", extra={"error": type(exc).__name__})
                 await turn.emit(
                     Error(
@@ -239,7 +239,7 @@ class ChatService:
             async with self._user_bindings(user_id, message) as memory:
                 try:
                     state = await graph.ainvoke({"messages": [HumanMessage(prompt)]}, config)
-                except openai.APIError as exc:
+                except MODEL_ERRORS as exc:
                     logger.warning("model call failed", extra={"error": type(exc).__name__})
                     raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc
         answer = state["messages"][-1].text if state.get("messages") else ""

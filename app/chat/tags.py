@@ -8,7 +8,9 @@ the app renders as live components (SPEC §2):
 - chart tags ``<chart>{"chartType": …, "title": …, "data": […], "config": {…}}</chart>``.
 
 `TagFilter` sits between the model's token stream and the app so that no
-invented reference and no malformed chart reaches the UI. ``feed(chunk)``
+invented reference and no malformed chart reaches the UI. Floating answers are
+plain text: `PlainTextFilter` applies the same rules but drops even valid
+tags, and strips any other markup (``<b>``, ``</div>``) while keeping its words. ``feed(chunk)``
 returns the text that is safe to emit now; ``finish()`` returns the rest at
 the end of the answer (the filter is then ready for a new answer). Chunk
 boundaries never change the result: feeding an answer whole or split at any
@@ -71,10 +73,15 @@ prefix (a dozen characters). No regular expressions are used.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Container
 from enum import Enum, auto
 
-ENTITY_TAGS = ("task", "project", "note", "timeline")
+from app.device.calls import entity_ref
+
+# Each entity tag names rows of one desktop table.
+TABLE_OF_TAG = {"task": "tasks", "project": "projects", "note": "notes", "timeline": "timelines"}
+ENTITY_TAGS = tuple(TABLE_OF_TAG)
 CHART_TYPES = frozenset({"area", "bar", "line", "pie", "radar", "radial"})
 ENTITY_TAG_LIMIT = 8 * 1024
 CHART_TAG_LIMIT = 64 * 1024
@@ -126,6 +133,7 @@ class _EntityTag:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.table = TABLE_OF_TAG[name]
         self.raw: list[str] = []
         self.ids: list[str] = []
         self._id: list[str] = []
@@ -200,7 +208,7 @@ class _EntityTag:
         return "".join(self.raw[:cut]), "".join(self.raw[cut:])
 
     def render(self, known_ids: Container[str]) -> str:
-        kept = [tag_id for tag_id in dict.fromkeys(self.ids) if tag_id in known_ids]
+        kept = [i for i in dict.fromkeys(self.ids) if entity_ref(self.table, i) in known_ids]
         if not kept:
             return ""
         return f"<{self.name}>[{','.join(kept)}]</{self.name}>"
@@ -247,13 +255,15 @@ def _render_chart(body: str) -> str:
 class TagFilter:
     """Filters one streamed Home answer; see the module docstring for the rules.
 
-    `known_ids` holds the ids tools returned in this conversation; the caller
-    may keep adding to it while the answer streams (a live `set` works), and
-    it is consulted when each entity tag's closing marker completes.
+    `known_ids` holds the rows tools returned in this conversation, as
+    `entity_ref`s; the caller may keep adding to it while the answer streams
+    (a live `set` works), and it is consulted when each entity tag's closing
+    marker completes. With `plain`, valid tags are dropped too (Floating).
     """
 
-    def __init__(self, known_ids: Container[str]) -> None:
+    def __init__(self, known_ids: Container[str], *, plain: bool = False) -> None:
         self._known_ids = known_ids
+        self._plain = plain
         self._out: list[str] = []
         self._mode = _Mode.TEXT
         self._marker = ""
@@ -328,7 +338,8 @@ class TagFilter:
     def _step_entity(self, char: str, lower: str) -> None:
         step = self._entity.step(char, lower)
         if step is _Step.DONE:
-            self._out.append(self._entity.render(self._known_ids))
+            if not self._plain:
+                self._out.append(self._entity.render(self._known_ids))
             self._mode = _Mode.TEXT
         elif step is _Step.FAIL:
             released, tail = self._entity.split_on_failure()
@@ -373,7 +384,68 @@ class TagFilter:
         if self._chart_parts is not None:
             self._chart_parts.append(text[index:close_end])
             body = "".join(self._chart_parts)[: -len(_CHART_CLOSE)]
-            if len(body) <= CHART_TAG_LIMIT:
+            if len(body) <= CHART_TAG_LIMIT and not self._plain:
                 self._out.append(_render_chart(body))
         self._mode = _Mode.TEXT
         return close_end
+
+
+# HTML-like markup: an element name, then attributes on one line, up to ">".
+_MARKUP = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>\n]*)?/?>")
+_MARKUP_PREFIX = re.compile(r"</?(?:[A-Za-z][\w:-]*(?:/|\s[^<>\n]*)?)?")
+MARKUP_LIMIT = 256
+
+
+class _MarkupStripper:
+    """Removes markup such as ``<b>``, ``</div>`` or ``<br/>`` from a stream of text.
+
+    Text from a ``<`` is held only while it can still be markup (at most
+    `MARKUP_LIMIT` characters on one line); ``a < b`` and ``x<y`` pass.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        out: list[str] = []
+        index = 0
+        while index < len(text):
+            if not self._held:
+                angle = text.find("<", index)
+                if angle < 0:
+                    out.append(text[index:])
+                    break
+                out.append(text[index:angle])
+                self._held, index = "<", angle + 1
+                continue
+            held = self._held + text[index]
+            if text[index] == ">":
+                if not _MARKUP.fullmatch(held):
+                    out.append(held)
+                self._held = ""
+                index += 1
+            elif len(held) <= MARKUP_LIMIT and _MARKUP_PREFIX.fullmatch(held):
+                self._held = held
+                index += 1
+            else:  # not markup: release it and read this character afresh
+                out.append(self._held)
+                self._held = ""
+        return "".join(out)
+
+    def finish(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+class PlainTextFilter:
+    """Filters one streamed Floating answer: no tags, no markup, just the words."""
+
+    def __init__(self, known_ids: Container[str]) -> None:
+        self._tags = TagFilter(known_ids, plain=True)
+        self._markup = _MarkupStripper()
+
+    def feed(self, chunk: str) -> str:
+        return self._markup.feed(self._tags.feed(chunk))
+
+    def finish(self) -> str:
+        return self._markup.feed(self._tags.finish()) + self._markup.finish()

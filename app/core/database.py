@@ -1,10 +1,20 @@
-"""The SQLAlchemy engine, sessions and the declarative base every model uses."""
+"""The SQLAlchemy engine, sessions and the declarative base every model uses.
+
+Also the one rule for "the database is unavailable" (down, restarting,
+unreachable, or every pooled connection busy): HTTP answers it with 503 and
+the device socket with `service_unavailable`, both through
+`is_database_unavailable`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from types import TracebackType
 
+import psycopg
+import psycopg_pool
 from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +32,18 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
+# What `Retry-After` says while the database is away: about one restart of the
+# embedded server, and a few pool time-outs' worth of a busy one.
+DATABASE_RETRY_AFTER_S = 5
+
+# SQLSTATEs that mean "not now" rather than "wrong": connection exceptions
+# (class 08), insufficient resources (class 53: too many connections, disk
+# full), and the server shutting down, crashed or still starting (57P01-57P03).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_DRIVER_MODULES = ("asyncpg", "psycopg", "psycopg_pool", "sqlalchemy")
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -33,10 +55,79 @@ class TimestampMixin:
     )
 
 
-def create_engine(database_url: str) -> AsyncEngine:
-    # pool_pre_ping: the embedded or remote server may have restarted under us.
-    return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pool_timeout_s: float = 5.0,
+    connect_timeout_s: float = 5.0,
+) -> AsyncEngine:
+    """The app's engine. Waits are short on purpose: a request that cannot get a
+    connection within `pool_timeout_s` answers 503 instead of queueing for long."""
+    return create_async_engine(
+        database_url,
+        # The embedded or remote server may have restarted under us.
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout_s,
+        # asyncpg waits 60 s by default for a host that does not answer.
+        connect_args={"timeout": connect_timeout_s},
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _raised_by_a_driver(traceback: TracebackType | None) -> bool:
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".", 1)[0] in _DRIVER_MODULES:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def _means_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True  # the pool had no connection to give, or lost it
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True  # SQLAlchemy's dialect recognised a disconnect
+    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg_pool.TooManyRequests):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or (
+            sqlstate in _UNAVAILABLE_SQLSTATES
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        # No SQLSTATE: libpq failed on the client side (cannot connect, connection lost).
+        return True
+    # asyncpg lets connect errors through unwrapped (refused, no socket file,
+    # time-out); an OSError from elsewhere (a full disk) is not the database's.
+    return isinstance(exc, OSError) and _raised_by_a_driver(exc.__traceback__)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the database cannot be reached right now.
+
+    True for a server that is down, restarting or unreachable, a connection
+    lost mid-query, and a pool with no connection to spare within its time-out
+    (SQLAlchemy/asyncpg and the checkpointer's psycopg alike). False for
+    errors a retry would not fix (constraint violations, bad SQL).
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _means_unavailable(current):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False

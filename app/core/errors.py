@@ -3,17 +3,43 @@
 Domain code raises `AppError` subclasses; this module is the one place that
 turns them (and framework errors) into HTTP answers. Unexpected failures are
 caught by the request middleware (`app.core.logging`), which logs them and
-answers with `internal_error_response`: no stack trace reaches a client.
+answers with `internal_error_response`: no stack trace reaches a client. The
+one exception is the database being unavailable (down, restarting, or every
+connection busy): that is 503 with `Retry-After`, never 500, whichever driver
+noticed it (`app.core.database.is_database_unavailable` decides).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
+import asyncpg
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+
+from app.core.database import (
+    DATABASE_RETRY_AFTER_S,
+    DATABASE_UNAVAILABLE,
+    is_database_unavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+# Where a database outage surfaces: SQLAlchemy (pool time-out, wrapped driver
+# errors), asyncpg and psycopg directly, and OSError from a refused connect.
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    psycopg.Error,
+    OSError,
+)
 
 
 class AppError(Exception):
@@ -104,6 +130,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
 
 
+def database_unavailable_error() -> ServiceUnavailableError:
+    return ServiceUnavailableError(DATABASE_UNAVAILABLE, retry_after=DATABASE_RETRY_AFTER_S)
+
+
+async def _database_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
+    # The device socket answers outages itself (close 1013); anything else that
+    # is not an outage stays a bug, for the request middleware to log as one.
+    if conn.scope["type"] != "http" or not is_database_unavailable(exc):
+        raise exc
+    logger.warning(
+        "database unavailable", extra={"path": conn.url.path, "error": type(exc).__name__}
+    )
+    return error_response(database_unavailable_error())
+
+
 def internal_error_response() -> JSONResponse:
     """The answer to a failure nobody anticipated; the details go to the log only."""
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -113,3 +154,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for error_type in _DATABASE_ERRORS:
+        app.add_exception_handler(error_type, _database_error)

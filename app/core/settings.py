@@ -6,6 +6,7 @@ README's configuration table documents them.
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from functools import cached_property
@@ -53,6 +54,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # bcrypt work factor; 12 is the production default, tests lower it for speed.
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # Password checks (bcrypt) running at once, and waiting for their turn at most;
+    # a login or registration past both is refused with 503 "busy" (README, Load shedding).
+    bcrypt_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    bcrypt_max_waiting: int = Field(default=32, ge=0)
+
+    # The connection pool to PostgreSQL. A request that waits DB_POOL_TIMEOUT_S for a
+    # connection (or DB_CONNECT_TIMEOUT_S to open one) answers 503 with Retry-After.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
 
     # The language model, reached through LiteLLM (model strings like "openai/gpt-4o-mini").
     llm_model: str | None = None

@@ -30,7 +30,8 @@ class CallTarget:
     request_id: str | None = None
     run_id: str | None = None
     mutations: list[Mutation] = field(default_factory=list)
-    # Every id the desktop returned: the only ids the answer may reference.
+    # Every row the desktop returned, as `entity_ref`s: the only items the
+    # answer may reference, each only as what it is (a task id is no project).
     returned_ids: set[str] = field(default_factory=set)
 
 
@@ -61,11 +62,24 @@ def _mutation(
     return Mutation(action=action.value, table=table, data=data)
 
 
-def _ids_in(result: dict[str, Any]) -> Iterator[str]:
+# The desktop's vector index holds notes (`vector_upsert` is only used for them).
+VECTOR_INDEX_TABLE = "notes"
+
+
+def entity_ref(table: str, entity_id: str) -> str:
+    """How a returned row is remembered: its table and its id."""
+    return f"{table}:{entity_id}"
+
+
+def _refs_in(action: ToolAction, table: str | None, result: dict[str, Any]) -> Iterator[str]:
+    if action in (ToolAction.VECTOR_SEARCH, ToolAction.VECTOR_UPSERT):
+        table = VECTOR_INDEX_TABLE
+    if table is None:
+        return
     rows = [result.get("row"), *(result.get("rows") or []), *(result.get("results") or [])]
     for row in rows:
         if isinstance(row, dict) and isinstance(row.get("id"), str | int):
-            yield str(row["id"])
+            yield entity_ref(table, str(row["id"]))
 
 
 async def execute_on_client(
@@ -111,7 +125,7 @@ async def execute_on_client(
         pending.discard(call.id)
     if "error" in result:
         raise ClientToolError(str(result["error"]))
-    target.returned_ids.update(_ids_in(result))
+    target.returned_ids.update(_refs_in(action, table, result))
     if action in MUTATING_ACTIONS and table is not None:
         target.mutations.append(_mutation(action, table, data or {}, result))
     return result

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 
 from app.auth import service as auth_service
+from app.core.database import DATABASE_RETRY_AFTER_S, DATABASE_UNAVAILABLE, is_database_unavailable
 from app.core.errors import UnauthorizedError
 from app.core.settings import Settings
 from app.device.connection import CloseCode, DeviceConnection
@@ -44,6 +45,20 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
         # a refused handshake reaches most as a bare 403.
         await websocket.accept()
         await websocket.close(CloseCode.POLICY_VIOLATION, str(exc.detail))
+        return
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        # Not the token's fault: say "later" the way connection limits do (1013).
+        logger.warning("device connect refused: database unavailable")
+        await websocket.accept()
+        error = Error(
+            code=ErrorCode.SERVICE_UNAVAILABLE,
+            message=DATABASE_UNAVAILABLE,
+            retry_after=DATABASE_RETRY_AFTER_S,
+        )
+        await websocket.send_text(error.to_json())
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "server temporarily unavailable")
         return
     user = signed_in.user
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from app import __version__
+from app.core.database import DATABASE_RETRY_AFTER_S
 from app.memory.turns import associative_enabled
 
 router = APIRouter(tags=["health"])
@@ -50,6 +51,7 @@ async def health(request: Request, response: Response) -> Health:
     database_ok = await _database_answers(request.app.state.engine)
     if not database_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     return Health(
         status="ok" if database_ok else "degraded",
         version=__version__,

@@ -194,4 +194,4 @@ async def test_returned_ids_are_kept_in_the_thread(desktop: StoreDesktop) -> Non
     await run_turn(supervisors, desktop, "list", thread="ids")
 
     state = await supervisors.home.aget_state({"configurable": {"thread_id": "ids"}})
-    assert state.values["known_ids"] == [task["id"]]
+    assert state.values["known_ids"] == [f"tasks:{task['id']}"]

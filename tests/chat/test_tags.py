@@ -8,9 +8,9 @@ from collections.abc import Container, Iterable
 
 import pytest
 
-from app.chat.tags import CHART_TAG_LIMIT, ENTITY_TAG_LIMIT, TagFilter
+from app.chat.tags import CHART_TAG_LIMIT, ENTITY_TAG_LIMIT, PlainTextFilter, TagFilter
 
-KNOWN = frozenset({"t1", "t2", "p1", "n1", "m1"})
+KNOWN = frozenset({"tasks:t1", "tasks:t2", "projects:p1", "notes:n1", "timelines:m1"})
 
 
 def run(chunks: Iterable[str], known: Container[str] = KNOWN) -> str:
@@ -78,14 +78,14 @@ def test_ids_are_checked_when_the_closing_marker_completes() -> None:
     known: set[str] = set()
     tags = TagFilter(known)
     assert tags.feed("<task>[new") == ""
-    known.add("new")
+    known.add("tasks:new")
     assert tags.feed("]</task") == ""
     assert tags.feed(">") == "<task>[new]</task>"
 
     late: set[str] = set()
     tags = TagFilter(late)
     assert tags.feed("<task>[later]</task>") == ""
-    late.add("later")
+    late.add("tasks:later")
     assert tags.finish() == ""
 
 
@@ -304,3 +304,56 @@ def test_adversarial_input_completes_with_the_specified_output(
     expected = released * (repeats - 1) + at_finish
     assert run([text]) == expected
     assert run(text[i : i + 7] for i in range(0, len(text), 7)) == expected
+
+
+def test_an_id_counts_only_inside_a_tag_of_its_own_type() -> None:
+    assert run(["<project>[t1]</project>"]) == ""
+    assert run(["<task>[t1, p1]</task>"]) == "<task>[t1]</task>"
+    assert run(["<timeline>[n1]</timeline><note>[n1]</note>"]) == "<note>[n1]</note>"
+
+
+# -- Floating: plain text --------------------------------------------------------
+
+
+def plain(chunks: Iterable[str], known: Container[str] = KNOWN) -> str:
+    text = PlainTextFilter(known)
+    return "".join(text.feed(chunk) for chunk in chunks) + text.finish()
+
+
+PLAIN_ANSWER = (
+    "Due today (a < b, x<y): <task>[t1]</task> and <task>[invented]</task>, "
+    '<b>urgent</b><br/> <span class="x">really</span>\n'
+    f"{chart(**VALID_CHART)} "
+    '<chart>{"chartType": "bar", "data": [broken</chart> '
+    "<task> see [fake]</task> done <project>[p1"
+)
+PLAIN_EXPECTED = "Due today (a < b, x<y):  and , urgent really\n   see [fake] done "
+
+
+def test_floating_answers_keep_only_the_words() -> None:
+    assert plain([PLAIN_ANSWER]) == PLAIN_EXPECTED
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_floating_filter_is_independent_of_chunk_boundaries(seed: int) -> None:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(PLAIN_ANSWER)), 12))
+    chunks = [
+        PLAIN_ANSWER[a:b] for a, b in zip([0, *cuts], [*cuts, len(PLAIN_ANSWER)], strict=True)
+    ]
+
+    assert plain(chunks) == PLAIN_EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("x <y", "x <y"),  # unfinished at the end: not markup
+        ("if a < b and c > d", "if a < b and c > d"),  # a space after "<" rules it out
+        ("1 <2> 3", "1 <2> 3"),
+        ("<" + "a" * 300 + ">", "<" + "a" * 300 + ">"),  # too long to be markup
+        ("<em>fine</em>", "fine"),
+    ],
+)
+def test_floating_filter_leaves_what_is_not_markup(answer: str, expected: str) -> None:
+    assert plain([answer]) == expected

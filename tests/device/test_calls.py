@@ -217,4 +217,4 @@ async def test_ids_the_desktop_returns_are_recorded() -> None:
         await desktop.answer_next(row=None)
         await missing
 
-    assert target.returned_ids == {"t1", "t2", "n1"}
+    assert target.returned_ids == {"tasks:t1", "tasks:t2", "notes:n1"}

@@ -18,7 +18,7 @@ from app.core.settings import Settings
 from devclient.client import DeviceClient
 from tests.e2e.assistant_policy import ids_in
 from tests.e2e.conftest import Live, UnansweredToolCalls, running
-from tests.llm.scripted_openai import ErrorReply
+from tests.llm.scripted_openai import ChatRequest, ErrorReply, ReplyLike, TextReply
 
 INVENTED = "f" * 32
 
@@ -402,3 +402,86 @@ async def test_rest_chat_without_a_model_is_503_with_the_variable_to_set(live: L
 
     assert response.status_code == 503
     assert "LLM_MODEL" in response.json()["detail"]
+
+
+# -- the model's stream cut mid-answer ----------------------------------------------
+
+
+def cut_once(assistant: Live, fragment: str) -> None:
+    """The next model call streams `fragment` and stops without a finish reason."""
+    llm = assistant.llm
+    assert llm is not None
+    normal = llm.policy
+
+    def policy(request: ChatRequest) -> ReplyLike:
+        llm.policy = normal
+        return TextReply(fragment, cut=True)
+
+    llm.policy = policy
+
+
+async def episodes(assistant: Live, token: str) -> int:
+    counts: int = (await assistant.get("/api/v1/memory", token)).json()["counts"]["episodic"]
+    return counts
+
+
+async def test_a_cut_answer_is_an_llm_error_and_is_not_remembered(assistant: Live) -> None:
+    account = await assistant.account()
+    client = await assistant.desktop(account)
+    cut_once(assistant, "Once upon a time there was a half")
+
+    cut = await client.chat("tell me a story", thread_id="story")
+    whole = await client.chat("say hello", thread_id="story")
+
+    assert [f["type"] for f in cut.frames][-2:] == ["error", "stream_end"]
+    assert cut.errors[0]["code"] == "llm_error"
+    assert whole.text == "Hello! How can I help?"
+    # The fragment is neither in the thread the model sees next nor in memory.
+    assert "there was a half" not in json.dumps(assistant.llm.requests[-1].body)  # type: ignore[union-attr]
+    # Memory is written after stream_end, in the background: wait for the whole turn's.
+    async with asyncio.timeout(10):
+        while (count := await episodes(assistant, account.token)) == 0:  # noqa: ASYNC110 - polled over HTTP
+            await asyncio.sleep(0.05)
+    assert count == 1
+
+
+async def test_a_cut_answer_over_rest_is_503_and_not_stored(assistant: Live) -> None:
+    account = await assistant.account()
+    cut_once(assistant, "Here is half an ans")
+
+    response = await assistant.post("/api/v1/chat", account.token, {"message": "tell me"})
+    after = await assistant.post("/api/v1/chat", account.token, {"message": "hello"})
+
+    assert response.status_code == 503
+    assert response.json()["detail"] == "The language model did not answer; please try again."
+    assert after.status_code == 200
+    assert "half an ans" not in json.dumps(assistant.llm.requests[-1].body)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("live_settings", [{"llm_max_retries": 1}])
+async def test_a_stream_cut_before_any_output_is_retried(assistant: Live) -> None:
+    client = await assistant.desktop(await assistant.account())
+    cut_once(assistant, "")
+
+    answer = await client.chat("hello")
+
+    assert answer.errors == []
+    assert answer.text == "Hello! How can I help?"
+    assert len(assistant.llm.requests) == 2  # type: ignore[union-attr]
+
+
+async def test_floating_answers_lose_every_tag_and_keep_the_words(assistant: Live) -> None:
+    client = await assistant.desktop(await assistant.account())
+    task = seed(client, "tasks", title="Invoice")
+    assistant.policy.plan(
+        "what is due", agent="task_agent", tool="list_tasks", args={},
+        answer=lambda report: (
+            f"Due: <task>[{task['id']}]</task> <project>[{task['id']}]</project> "
+            '<b>soon</b> <chart>{"chartType": "bar", broken</chart> <task>[unclosed'
+        ),
+    )  # fmt: skip
+
+    answer = await client.floating("what is due", "task", task["id"])
+
+    assert answer.domain == "tasks"
+    assert answer.text == "Due:   soon  "

@@ -30,11 +30,14 @@ class TextReply:
     """Answer with text.
 
     Streamed answers split `text` into pieces of `chunk_size` characters (the model's
-    or server's default when `None`), so consumers see several chunks.
+    or server's default when `None`), so consumers see several chunks. With `cut`,
+    the stream ends after the text with no finish reason and no `[DONE]`, as when
+    a provider's connection drops mid-answer.
     """
 
     text: str
     chunk_size: int | None = None
+    cut: bool = False
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,7 @@ class ScriptedLLM:
             calls,
             chunk_size,
             usage if include_usage else None,
+            cut=isinstance(reply, TextReply) and reply.cut,
         )
         return StreamingResponse(
             self._paced(events),
@@ -445,8 +446,10 @@ def _stream_events(
     calls: list[ScriptedToolCall],
     chunk_size: int,
     usage: dict[str, int] | None,
+    *,
+    cut: bool = False,
 ) -> list[str]:
-    """The SSE events of one streamed answer, `data: [DONE]` included."""
+    """The SSE events of one streamed answer, `data: [DONE]` included (unless `cut`)."""
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
@@ -479,6 +482,8 @@ def _stream_events(
             chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
             for piece in split_pieces(call.arguments_json, chunk_size, at_least=2)
         )
+    if cut:
+        return [f"data: {json.dumps(payload, ensure_ascii=False)}\n\n" for payload in payloads]
     payloads.append(chunk({}, "tool_calls" if calls else "stop"))
     if usage is not None:
         payloads.append(

@@ -10,8 +10,8 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from app.device import pending
 from app.device.frames import ServerFrame, ToolCall, ToolResult
-from app.device.pending import Answer
 from app.device.protocol import DeviceProtocol, ProtocolLimits
 from app.device.registry import DeviceLink
 from devclient.store import LocalStore
@@ -77,7 +77,7 @@ class StoreDesktop:
         result = self.answer(frame)
         if result is not None:
             answer = self.link.protocol.pending.resolve(ToolResult(id=frame.id, **result))
-            assert answer is Answer.TAKEN
+            assert answer is pending.Answer.TAKEN
 
     async def _close(self, code: int, reason: str) -> None:
         pass
