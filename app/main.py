@@ -15,6 +15,7 @@ from app.auth.service import PasswordChecks
 from app.chat.engine import ChatEngine
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
+from app.core.body_limit import BodyLimitMiddleware, BodyLimits
 from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.keys import MasterKeyring
@@ -95,6 +96,8 @@ def create_app(
 
     app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    # Innermost, so a 413 still carries CORS headers and gets its request log line.
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.for_api(settings, prefix=API_PREFIX))
     app.add_middleware(
         CORSMiddleware,
         allow_origin_regex=settings.cors_origin_regex,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
@@ -10,12 +10,9 @@ from app.auth import service
 from app.auth.dependencies import CurrentUser
 from app.auth.schemas import AuthTokens, RefreshRequest, UserCreate, UserLogin, UserProfile
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
+from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 
-router = APIRouter(prefix="/auth", tags=["auth"])
-
-_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, invalid or expired credentials"}
-}
+router = APIRouter(prefix="/auth", tags=["auth"], responses=EVERY_ROUTE)
 
 
 def _password_checks(request: Request) -> service.PasswordChecks:
@@ -29,7 +26,7 @@ PasswordChecksDep = Annotated[service.PasswordChecks, Depends(_password_checks)]
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Email already registered"}},
+    responses={**JSON_BODY, **error(409, "An account with this email already exists.")},
 )
 async def register(
     body: UserCreate,
@@ -49,7 +46,7 @@ async def register(
     )
 
 
-@router.post("/login", responses=_UNAUTHORIZED)
+@router.post("/login", responses={**JSON_BODY, **error(401, "Incorrect email or password.")})
 async def login(
     body: UserLogin, session: SessionDep, settings: SettingsDep, password_checks: PasswordChecksDep
 ) -> AuthTokens:
@@ -63,7 +60,10 @@ async def login(
     )
 
 
-@router.post("/refresh", responses=_UNAUTHORIZED)
+@router.post(
+    "/refresh",
+    responses={**JSON_BODY, **error(401, "The refresh token is invalid, expired or used.")},
+)
 async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> AuthTokens:
     """Rotate tokens. The presented refresh token stops working; presenting it again
     revokes every token of that login."""
@@ -72,13 +72,13 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=JSON_BODY)
 async def logout(body: RefreshRequest, session: SessionDep) -> None:
     """End the login the refresh token belongs to; its access tokens stop working too."""
     await service.logout(session=session, refresh_token=body.refresh_token)
 
 
-@router.get("/me", responses=_UNAUTHORIZED)
+@router.get("/me", responses=AUTHENTICATED)
 async def me(user: CurrentUser) -> UserProfile:
     """The signed-in account."""
     return UserProfile.model_validate(user, from_attributes=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, EmailStr, Field
 
 from app.auth.models import Tier
@@ -14,13 +15,31 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024  # long passphrases are welcome; megabyte bodies are not
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{char}{char.upper()}]" for char in word)
+
+
+# EmailStr (email-validator) refuses special-use domains such as `.test`, which JSON
+# Schema's `email` format allows: a pattern says so (spelled out in both cases, as
+# JSON Schema regexes have no case-insensitive flag).
+_SPECIAL_USE = "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+Email = Annotated[
+    EmailStr,
+    Field(
+        description="An email address; special-use domains "
+        f"({', '.join('.' + name for name in SPECIAL_USE_DOMAIN_NAMES)}) are refused.",
+        json_schema_extra={"pattern": rf"^(?!.*\.(?:{_SPECIAL_USE})$)"},
+    ),
+]
+
+
 class UserCreate(BaseModel):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
 
 
 class UserLogin(BaseModel):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
 
 

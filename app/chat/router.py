@@ -7,12 +7,22 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse
 from app.chat.service import ChatService
+from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=EVERY_ROUTE)
 
 
 @router.post(
-    "/chat", responses={503: {"description": "No language model configured, or it failed"}}
+    "/chat",
+    responses={
+        **AUTHENTICATED,
+        **JSON_BODY,
+        **error(
+            503,
+            "No language model is configured, the model failed, or the server is "
+            "temporarily unavailable.",
+        ),
+    },
 )
 async def chat(
     body: ChatRequest, user: CurrentUser, request: Request, background: BackgroundTasks

@@ -2,18 +2,65 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from app.device.frames import MAX_MESSAGE_CHARS, Mutation
+
+MAX_CONTEXT_BYTES = 16 * 1024
+MAX_CONTEXT_DEPTH = 32
+
+
+def nests_deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels.
+
+    Walked without recursion: a body is parsed nearly to the interpreter's
+    recursion limit, so recursing over it again would overflow.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def json_size(value: object) -> int:
+    """Bytes of `value` as compact UTF-8 JSON (lone surrogates counted, not refused)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode(errors="surrogatepass"))
 
 
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     context: dict[str, Any] | None = Field(
-        default=None, description="What the app is showing, passed to the assistant as-is."
+        default=None,
+        description="What the app is showing, passed to the assistant as-is: at most "
+        f"{MAX_CONTEXT_BYTES} bytes as compact UTF-8 JSON, nested at most "
+        f"{MAX_CONTEXT_DEPTH} levels deep (larger or deeper is refused with 422).",
     )
+
+    @field_validator("context")
+    @classmethod
+    def _bounded(cls, context: dict[str, Any] | None) -> dict[str, Any] | None:
+        if context is None:
+            return None
+        if nests_deeper_than(context, MAX_CONTEXT_DEPTH):
+            msg = f"context is limited to {MAX_CONTEXT_DEPTH} levels of nesting"
+            raise ValueError(msg)
+        if json_size(context) > MAX_CONTEXT_BYTES:
+            msg = f"context is limited to {MAX_CONTEXT_BYTES} bytes of JSON"
+            raise ValueError(msg)
+        return context
 
 
 class ChatResponse(BaseModel):

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     ws_max_connections: int = Field(default=10_000, ge=1)
     ws_max_inflight_requests: int = Field(default=4, ge=1)
 
+    # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
     _split = field_validator(
         "encryption_old_keys", "cors_origins", "llm_fallback_models", mode="before"
     )(_split_commas)

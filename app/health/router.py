@@ -14,9 +14,10 @@ from starlette.requests import Request
 
 from app import __version__
 from app.core.database import DATABASE_RETRY_AFTER_S
+from app.core.responses import EVERY_ROUTE, ErrorDetail, error
 from app.memory.turns import associative_enabled
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=EVERY_ROUTE)
 logger = logging.getLogger(__name__)
 
 DATABASE_CHECK_TIMEOUT_S = 2.0
@@ -40,7 +41,13 @@ async def _database_answers(engine: AsyncEngine) -> bool:
     return True
 
 
-@router.get("/health", responses={503: {"model": Health, "description": "A dependency is down"}})
+@router.get(
+    "/health",
+    # `Health` when a dependency is down; the shared error shape when the server sheds load.
+    responses=error(
+        503, "A dependency is down, or the server is overloaded.", model=Health | ErrorDetail
+    ),
+)
 async def health(request: Request, response: Response) -> Health:
     """`ok` when every dependency answers; otherwise 503 and `degraded`.
 

@@ -7,14 +7,15 @@ from fastapi import APIRouter, Response, status
 from app.auth.dependencies import CurrentUser
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
 from app.core.errors import NotFoundError
+from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 from app.memory import service
 from app.memory.embeddings import embed
 from app.memory.schemas import EmbedRequest, EmbedResponse, MemoryCounts, MemoryOverview
 
-router = APIRouter(tags=["memory"])
+router = APIRouter(tags=["memory"], responses=EVERY_ROUTE)
 
 
-@router.get("/memory")
+@router.get("/memory", responses=AUTHENTICATED)
 async def overview(user: CurrentUser, session: SessionDep, keyring: KeyringDep) -> MemoryOverview:
     """What the assistant remembers: core preferences in full, the other tiers counted."""
     cipher = await service.UserCipher.for_user(session=session, keyring=keyring, user_id=user.id)
@@ -27,7 +28,7 @@ async def overview(user: CurrentUser, session: SessionDep, keyring: KeyringDep) 
 @router.delete(
     "/memory/core/{key}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "Nothing remembered under this key"}},
+    responses={**AUTHENTICATED, **error(404, "Nothing is remembered under this key.")},
 )
 async def forget_one(
     key: str, user: CurrentUser, session: SessionDep, keyring: KeyringDep
@@ -39,7 +40,7 @@ async def forget_one(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/memory", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/memory", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHENTICATED)
 async def forget_all(user: CurrentUser, session: SessionDep) -> Response:
     """Forget everything, in every tier: the rows are deleted."""
     await service.forget_everything(session=session, user_id=user.id)
@@ -49,9 +50,11 @@ async def forget_all(user: CurrentUser, session: SessionDep) -> Response:
 @router.post(
     "/storage/vectors/embed",
     responses={
-        413: {"description": "Text too long"},
-        502: {"description": "The embedding provider failed"},
-        503: {"description": "No embedding model configured"},
+        **AUTHENTICATED,
+        **JSON_BODY,
+        **error(413, "The text is over its limit, or the body over this route's limit."),
+        **error(502, "The embedding provider failed."),
+        **error(503, "No embedding model is configured, or the server is temporarily unavailable."),
     },
 )
 async def embed_text(body: EmbedRequest, user: CurrentUser, settings: SettingsDep) -> EmbedResponse:

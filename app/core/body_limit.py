@@ -1,0 +1,130 @@
+"""Request body limits: a body over its route's limit is refused with 413, never buffered.
+
+`ROUTE_BODY_LIMITS` is the one table of limits; routes not in it get
+HTTP_MAX_BODY_BYTES. A `Content-Length` over the limit is refused before a
+byte of the body is read. A chunked body (or one longer than it said) is
+counted as it arrives and refused as soon as it passes the limit; the app is
+then told the client left, so it stops reading, and the connection is closed
+rather than drained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PayloadTooLargeError, error_response
+from app.core.settings import Settings
+
+KIB = 1024
+
+# Bytes a route may receive, by path under the API prefix. Sized for the
+# largest valid request written with every character JSON-escaped (`\uXXXX`,
+# six bytes): auth bodies are an email and a password of at most 1,024
+# characters; `/chat` a message of at most 32,000 characters plus a context of
+# at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters.
+AUTH_BODY_BYTES = 16 * KIB
+ROUTE_BODY_LIMITS: Mapping[str, int] = {
+    "/auth/register": AUTH_BODY_BYTES,
+    "/auth/login": AUTH_BODY_BYTES,
+    "/auth/refresh": AUTH_BODY_BYTES,
+    "/auth/logout": AUTH_BODY_BYTES,
+    "/chat": 256 * KIB,
+    "/storage/vectors/embed": 128 * KIB,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How many bytes of body each request path may carry."""
+
+    default: int
+    by_path: Mapping[str, int]
+
+    @classmethod
+    def for_api(cls, settings: Settings, *, prefix: str) -> BodyLimits:
+        """`ROUTE_BODY_LIMITS` mounted under `prefix`, HTTP_MAX_BODY_BYTES for the rest."""
+        routes = {prefix + path: limit for path, limit in ROUTE_BODY_LIMITS.items()}
+        return cls(default=settings.http_max_body_bytes, by_path=routes)
+
+    def for_path(self, path: str) -> int:
+        # `/chat/` is redirected to `/chat`; it must not get a smaller limit on the way.
+        return self.by_path.get(path.rstrip("/") or "/", self.default)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses malformed lengths; counting still applies
+    return None
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    # `Connection: close` tells the server not to drain the rest of the body to keep the
+    # connection alive (RFC 9110 §15.5.14 lets it close instead).
+    return PayloadTooLargeError(
+        f"Request body is limited to {limit} bytes on this route",
+        headers={"Connection": "close"},
+    )
+
+
+class BodyLimitMiddleware:
+    """Refuse HTTP request bodies over their route's limit with 413; websockets pass through."""
+
+    def __init__(self, app: ASGIApp, *, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.for_path(scope["path"])
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await error_response(_too_large(limit))(scope, receive, send)
+            return
+        await _LimitedRequest(self.app, limit=limit).run(scope, receive, send)
+
+
+class _LimitedRequest:
+    """One request whose body is counted as the app reads it."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.received = 0
+        self.refused = False
+        self.answered = False
+        self.response_started = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_within_limit() -> Message:
+            if self.refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            self.received += len(message.get("body", b""))
+            if self.received <= self.limit:
+                return message
+            self.refused = True
+            if not self.response_started:
+                await error_response(_too_large(self.limit))(scope, receive, send)
+                self.answered = True
+            # The app sees a client that left: it stops reading, and once the 413 is
+            # out whatever it answers to that is dropped.
+            return {"type": "http.disconnect"}
+
+        async def send_unless_answered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.response_started = True
+            if not self.answered:
+                await send(message)
+
+        await self.app(scope, receive_within_limit, send_unless_answered)
