@@ -8,6 +8,7 @@ the device socket with `service_unavailable`, both through
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from types import TracebackType
 
@@ -42,7 +43,8 @@ DATABASE_RETRY_AFTER_S = 5
 # full), and the server shutting down, crashed or still starting (57P01-57P03).
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
-_DRIVER_MODULES = ("asyncpg", "psycopg", "psycopg_pool", "sqlalchemy")
+_DRIVER_MODULES = frozenset({"asyncpg", "psycopg", "psycopg_pool", "sqlalchemy"})
+_EVENT_LOOPS = frozenset({"uvloop"})  # uvicorn runs on uvloop when it is installed
 
 
 class Base(DeclarativeBase):
@@ -82,12 +84,16 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def _raised_by_a_driver(traceback: TracebackType | None) -> bool:
+    """Whether the innermost frame outside the event loop and the standard library
+    is a database driver's (so an OSError from our own file I/O inside a
+    transaction does not count, though it unwinds through SQLAlchemy)."""
+    owner = None
     while traceback is not None:
-        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
-        if module.split(".", 1)[0] in _DRIVER_MODULES:
-            return True
+        module = str(traceback.tb_frame.f_globals.get("__name__", "")).split(".", 1)[0]
+        if module not in sys.stdlib_module_names and module not in _EVENT_LOOPS:
+            owner = module
         traceback = traceback.tb_next
-    return False
+    return owner in _DRIVER_MODULES
 
 
 def _means_unavailable(exc: BaseException) -> bool:

