@@ -7,31 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from app.core.json_depth import nests_deeper_than
 from app.device.frames import MAX_MESSAGE_CHARS, Mutation
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 32
-
-
-def nests_deeper_than(value: object, limit: int) -> bool:
-    """Whether objects and arrays in `value` nest more than `limit` levels.
-
-    Walked without recursion: a body is parsed nearly to the interpreter's
-    recursion limit, so recursing over it again would overflow.
-    """
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: list[object] = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
 
 
 def json_size(value: object) -> int:

@@ -41,7 +41,6 @@ from tools.memory import core_memory_writes_to
 
 logger = logging.getLogger(__name__)
 
-MAX_CONTEXT_CHARS = 4000
 LLM_ERROR_MESSAGE = "The language model did not answer; please try again."
 
 
@@ -234,7 +233,8 @@ class ChatService:
         )
         prompt = message
         if context:
-            prompt += "\n\nWhat the app is showing: " + json.dumps(context)[:MAX_CONTEXT_CHARS]
+            # Bounded by the request schema (MAX_CONTEXT_BYTES), so it goes in whole.
+            prompt += "\n\nWhat the app is showing: " + json.dumps(context, ensure_ascii=False)
         with calls_go_to(target):
             async with self._user_bindings(user_id, message) as memory:
                 try:

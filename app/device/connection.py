@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.auth.service import SESSION_ENDED
+from app.core.database import DATABASE_RETRY_AFTER_S, DATABASE_UNAVAILABLE, is_database_unavailable
 from app.device.calls import CallTarget, calls_go_to
 from app.device.exceptions import DeviceDisconnectedError, ToolCallCancelledError
 from app.device.frames import (
@@ -83,6 +84,24 @@ class _RunningRequest:
         self.cancelled = True
         if self.started:
             self.task.cancel()
+
+
+def _failure_frame(exc: Exception, request_id: str) -> Error:
+    """The `error` frame for a request that failed with `exc` (logged here)."""
+    if is_database_unavailable(exc):
+        logger.warning("chat request failed: the database is unavailable")
+        return Error(
+            code=ErrorCode.SERVICE_UNAVAILABLE,
+            message=DATABASE_UNAVAILABLE,
+            request_id=request_id,
+            retry_after=DATABASE_RETRY_AFTER_S,
+        )
+    logger.exception("chat request failed", extra={"request_id": request_id}, exc_info=exc)
+    return Error(
+        code=ErrorCode.INTERNAL_ERROR,
+        message="The request failed unexpectedly.",
+        request_id=request_id,
+    )
 
 
 class DeviceConnection:
@@ -217,15 +236,8 @@ class DeviceConnection:
                 current.uncancel()
         except DeviceDisconnectedError:
             return
-        except Exception:
-            logger.exception("chat request failed", extra={"request_id": request_id})
-            await self._send_quietly(
-                Error(
-                    code=ErrorCode.INTERNAL_ERROR,
-                    message="The request failed unexpectedly.",
-                    request_id=request_id,
-                )
-            )
+        except Exception as exc:
+            await self._send_quietly(_failure_frame(exc, request_id))
         finally:
             self._protocol.pending.fail_request(request_id, ToolCallCancelledError())
             self._protocol.request_finished(request_id)

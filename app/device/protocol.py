@@ -13,13 +13,14 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, IntEnum, auto
 
 from pydantic import ValidationError
 
+from app.core.json_depth import nests_deeper_than
 from app.device.exceptions import FrameTooLargeError, ToolCallTooLargeError
 from app.device.frames import (
     AgentComplete,
@@ -146,24 +147,6 @@ def _fits(text: str, limit: int) -> bool:
     return len(text) * 4 <= limit or len(text.encode()) <= limit
 
 
-def _too_deep(value: object, limit: int) -> bool:
-    """Whether `value` (parsed JSON) nests containers more than `limit` deep."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[object]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"][1:]) or "frame"
@@ -213,7 +196,9 @@ class DeviceProtocol:
             return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
         # Nesting needs at least as many brackets as levels: counting them is
         # cheap, so only frames that could be too deep are walked.
-        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(raw, MAX_JSON_DEPTH):
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and nests_deeper_than(
+            raw, MAX_JSON_DEPTH
+        ):
             return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
         return self._receive_json(raw)
 
