@@ -128,4 +128,9 @@ async def run_pattern_pass_forever(
     """The scheduled job (started by the app's lifespan)."""
     while True:
         await asyncio.sleep(interval_s)
-        await derive_all_patterns(sessionmaker=sessionmaker, keyring=keyring, now=datetime.now(UTC))
+        try:
+            await derive_all_patterns(
+                sessionmaker=sessionmaker, keyring=keyring, now=datetime.now(UTC)
+            )
+        except Exception:  # a failed pass (the database down, say) must not end the job
+            logger.exception("deriving habits failed; trying again at the next pass")

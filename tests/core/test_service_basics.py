@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -20,6 +19,7 @@ from app.core.logging import (
 )
 from app.core.settings import Settings
 from app.main import create_app
+from tests.e2e.server_process import free_port
 
 
 async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> None:
@@ -35,17 +35,11 @@ async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> 
     }
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def client_without_database(
     make_settings: Callable[..., Settings],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    url = f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none"
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
     app = create_app(make_settings(database_url=url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -68,15 +62,16 @@ async def test_health_is_degraded_when_the_database_does_not_answer(
     }
 
 
-async def test_a_database_outage_on_a_route_is_a_clean_500(
+async def test_a_database_outage_on_a_route_is_503_with_retry_after(
     client_without_database: httpx.AsyncClient,
 ) -> None:
     response = await client_without_database.post(
         "/api/v1/auth/login", json={"email": "ada@example.com", "password": "whatever1"}
     )
 
-    assert response.status_code == 500
-    assert response.json() == {"detail": "Internal server error"}
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is unavailable; try again shortly"}
+    assert int(response.headers["Retry-After"]) >= 1
     assert "x-request-id" in response.headers
 
 

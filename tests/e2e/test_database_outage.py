@@ -27,9 +27,14 @@ UNAVAILABLE = {"detail": "The database is unavailable; try again shortly"}
 DEADLINE_S = 60.0
 
 
+# A model is configured so chat turns run; the turn below fails on the database
+# before it would ever call this address.
+UNREACHED_MODEL = {"LLM_MODEL": "openai/unreached", "LLM_API_BASE": "http://127.0.0.1:9/v1"}
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir=tmp_path / "var")
+    server = ServerProcess(data_dir=tmp_path / "var", env=UNREACHED_MODEL)
     server.start()
     try:
         yield server
@@ -78,14 +83,22 @@ def test_a_killed_embedded_database_means_503_and_1013_until_it_is_back_by_itsel
     token = registered.json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     [postmaster] = running_postgres_for(server.data_dir / "postgres")
-
-    with start_stop_lock():
+    with (
+        connect(f"ws://127.0.0.1:{server.port}/api/v1/ws/device?token={token}") as desktop,
+        start_stop_lock(),
+    ):
+        desktop.send(json.dumps({"type": "device_hello", "device_id": "desk"}))
         os.kill(postmaster, signal.SIGKILL)
 
         degraded = wait_for_health(server, 503)
         login = httpx.post(f"{base}/auth/login", json=CREDENTIALS, timeout=10)
         me = httpx.get(f"{base}/auth/me", headers=auth, timeout=10)
         frames, close_code = device_socket_answer(server, token)
+        # A turn on the connection that was already open ends with a clear error.
+        desktop.send(json.dumps({"type": "home_request", "request_id": "r1", "message": "hi"}))
+        turn = [json.loads(desktop.recv(timeout=30))]
+        while turn[-1]["type"] != "stream_end":
+            turn.append(json.loads(desktop.recv(timeout=30)))
 
     assert degraded.json()["database"] == "unavailable"
     assert int(degraded.headers["Retry-After"]) >= 1
@@ -93,6 +106,9 @@ def test_a_killed_embedded_database_means_503_and_1013_until_it_is_back_by_itsel
     assert_unavailable(me)
     assert close_code == 1013
     assert [json.loads(frame)["code"] for frame in frames] == ["service_unavailable"]
+    [error] = [frame for frame in turn if frame["type"] == "error"]
+    assert (error["code"], error["request_id"]) == ("service_unavailable", "r1")
+    assert error["retry_after"] >= 1
 
     # Nobody touches the server: its supervisor restarts the database.
     assert wait_for_health(server, 200).json()["status"] == "ok"
