@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.llm import MODEL_ERRORS
 from agents.middleware import FloatingScope
 from agents.supervisors import Graph
+from app.chat.checkpoint_store import TURN_DURABILITY
 from app.chat.engine import ChatEngine
 from app.chat.formatter import TurnStream
 from app.chat.schemas import ChatResponse
@@ -177,6 +178,7 @@ class ChatService:
                     context=scope,
                     stream_mode=["messages", "updates"],
                     subgraphs=True,
+                    durability=TURN_DURABILITY,
                 ):
                     await stream.event(tuple(namespace), mode, data)
             except MODEL_ERRORS as exc:
@@ -238,7 +240,9 @@ class ChatService:
         with calls_go_to(target):
             async with self._user_bindings(user_id, message) as memory:
                 try:
-                    state = await graph.ainvoke({"messages": [HumanMessage(prompt)]}, config)
+                    state = await graph.ainvoke(
+                        {"messages": [HumanMessage(prompt)]}, config, durability=TURN_DURABILITY
+                    )
                 except MODEL_ERRORS as exc:
                     logger.warning("model call failed", extra={"error": type(exc).__name__})
                     raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc

@@ -3,7 +3,7 @@
 Domain code raises `AppError` subclasses; this module is the one place that
 turns them (and framework errors) into HTTP answers. Unexpected failures are
 caught by the request middleware (`app.core.logging`), which logs them and
-answers with `internal_error_response`: no stack trace reaches a client. The
+answers with `unexpected_error_response`: no stack trace reaches a client. The
 one exception is the database being unavailable (down, restarting, or every
 connection busy): that is 503 with `Retry-After`, never 500, whichever driver
 noticed it (`app.core.database.is_database_unavailable` decides).
@@ -145,8 +145,14 @@ async def _database_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
     return error_response(database_unavailable_error())
 
 
-def internal_error_response() -> JSONResponse:
-    """The answer to a failure nobody anticipated; the details go to the log only."""
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """The answer to a failure no handler took; the details go to the log only.
+
+    A database outage can reach here wrapped in another exception (a library's
+    own error type, an exception group): it is still a 503, not a bug.
+    """
+    if is_database_unavailable(exc):
+        return error_response(database_unavailable_error())
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import internal_error_response
+from app.core.database import is_database_unavailable
+from app.core.errors import unexpected_error_response
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -234,12 +235,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            logging.getLogger("app.errors").exception(
-                "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
-            )
+        except Exception as exc:
+            where = {"method": scope["method"], "path": scope["path"]}
+            if is_database_unavailable(exc):
+                logging.getLogger("app.errors").warning("database unavailable", extra=where)
+            else:
+                logging.getLogger("app.errors").exception("unhandled error", extra=where)
             if not response_started:
-                await internal_error_response()(scope, receive, send_with_request_id)
+                await unexpected_error_response(exc)(scope, receive, send_with_request_id)
         finally:
             logger.info(
                 "request",

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -211,3 +212,20 @@ def test_tokens_in_library_log_lines_are_redacted(message: str, args: tuple[str,
 
     assert "eyJ.abc.def" not in record.getMessage()
     assert "[redacted]" in record.getMessage()
+
+
+async def test_a_database_outage_wrapped_in_another_error_is_still_503(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    @app.get("/wrapped")
+    async def wrapped() -> None:
+        try:
+            await asyncpg.connect(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+        except OSError as exc:  # what a task group raises when one of its tasks failed
+            raise ExceptionGroup("work failed", [exc]) from None
+
+    response = await client.get("/wrapped")
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is unavailable; try again shortly"}
+    assert int(response.headers["Retry-After"]) >= 1
