@@ -255,7 +255,9 @@ class DeviceProtocol:
         """
         self.noise[kind] += 1
         if self.noise[kind] == 1:
-            logger.warning("device sent a %s; further ones are only counted", kind.value)
+            logger.warning(
+                "useless frame from a device (%s); further ones are only counted", kind.value
+            )
         if self._noise_limiter.acquire() is not None:
             received.close = CloseRequest(
                 CloseCode.TOO_MANY_INVALID_FRAMES,
