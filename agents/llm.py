@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
@@ -13,8 +14,6 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_litellm import ChatLiteLLM, ChatLiteLLMRouter
 from litellm.router import Router
-
-from app.core.settings import Settings
 
 Role = Literal["supervisor", "subagent"]
 logger = logging.getLogger(__name__)
@@ -109,51 +108,67 @@ class CompleteChatLiteLLMRouter(_CompleteAnswers, ChatLiteLLMRouter):
     """`ChatLiteLLMRouter` that never takes a cut stream for a whole answer."""
 
 
-def model_name(settings: Settings, role: Role) -> str:
-    override = (
-        settings.llm_supervisor_model if role == "supervisor" else settings.llm_subagent_model
-    )
-    name = override or settings.llm_model
-    if not name:
-        raise LLMNotConfiguredError
-    return name
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """How the agents reach their models; the server builds it from its settings.
+
+    `model` is a LiteLLM model string ("openai/gpt-4o-mini"); the per-role
+    overrides replace it for the supervisors or the sub-agents; the fallbacks
+    are tried in order when it fails. `max_retries` retries a failed request
+    (rate limits, 5xx) with back-off, and a stream cut before any output.
+    """
+
+    model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    fallback_models: tuple[str, ...] = ()
+    supervisor_model: str | None = None
+    subagent_model: str | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 2
+
+    def name_for(self, role: Role) -> str:
+        override = self.supervisor_model if role == "supervisor" else self.subagent_model
+        name = override or self.model
+        if not name:
+            raise LLMNotConfiguredError
+        return name
+
+    def deployment(self, name: str) -> dict[str, object]:
+        params: dict[str, object] = {"model": name, "timeout": self.timeout_s}
+        if self.api_base:
+            params["api_base"] = self.api_base
+        if self.api_key:
+            params["api_key"] = self.api_key
+        return {"model_name": name, "litellm_params": params}
 
 
-def _deployment(settings: Settings, name: str) -> dict[str, object]:
-    params: dict[str, object] = {"model": name, "timeout": settings.llm_timeout_s}
-    if settings.llm_api_base:
-        params["api_base"] = settings.llm_api_base
-    if settings.llm_api_key:
-        params["api_key"] = settings.llm_api_key
-    return {"model_name": name, "litellm_params": params}
-
-
-def chat_model(settings: Settings, role: Role) -> BaseChatModel:
+def chat_model(config: ModelConfig, role: Role) -> BaseChatModel:
     """The streaming chat model for `role`; with fallbacks, a LiteLLM router over them."""
-    name = model_name(settings, role)
-    if settings.llm_fallback_models:
-        names = [name, *(m for m in settings.llm_fallback_models if m != name)]
+    name = config.name_for(role)
+    if config.fallback_models:
+        names = [name, *(m for m in config.fallback_models if m != name)]
         router = Router(
-            model_list=[_deployment(settings, n) for n in names],
+            model_list=[config.deployment(n) for n in names],
             fallbacks=[{name: names[1:]}],
-            num_retries=settings.llm_max_retries,
+            num_retries=config.max_retries,
         )
         return CompleteChatLiteLLMRouter(
             router=router,
             model_name=name,
             streaming=True,
-            cut_stream_retries=settings.llm_max_retries,
+            cut_stream_retries=config.max_retries,
         )
     return CompleteChatLiteLLM(
         model=name,
-        api_base=settings.llm_api_base,
-        api_key=settings.llm_api_key,
+        api_base=config.api_base,
+        api_key=config.api_key,
         streaming=True,
-        request_timeout=settings.llm_timeout_s,
+        request_timeout=config.timeout_s,
         # ChatLiteLLM's own max_retries counts attempts (1 = no retry) and skips
         # server errors; the provider SDK's retries (with back-off, honouring
-        # Retry-After) cover 429s and 5xx, so LLM_MAX_RETRIES goes there.
+        # Retry-After) cover 429s and 5xx, so max_retries goes there.
         max_retries=1,
-        model_kwargs={"max_retries": settings.llm_max_retries},
-        cut_stream_retries=settings.llm_max_retries,
+        model_kwargs={"max_retries": config.max_retries},
+        cut_stream_retries=config.max_retries,
     )

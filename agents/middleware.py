@@ -17,7 +17,6 @@ from langchain_core.messages import HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 
 from agents.prompts import memory_fact, scope_fact, turn_facts
-from app.device.calls import current_target
 from tools.context import current_turn_context
 
 
@@ -80,7 +79,7 @@ def bounded_history(max_messages: int) -> AgentMiddleware:
 @after_agent
 def remember_returned_ids(state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
     """Store the ids this turn's tools returned in the thread (the tag filter's allow-list)."""
-    target = current_target()
-    if target is None or not target.returned_ids:
+    returned = current_turn_context().returned_ids
+    if not returned:
         return None
-    return {"known_ids": sorted(target.returned_ids)}
+    return {"known_ids": sorted(returned)}

@@ -30,7 +30,7 @@ from agents.middleware import (
     remember_returned_ids,
     with_turn_facts,
 )
-from app.device.frames import Domain
+from protocol.frames import Domain
 from tools import NOTE_TOOLS, PROJECT_TOOLS, TASK_TOOLS, TIMELINE_TOOLS
 from tools.memory import update_core_memory
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.device_ws [--calls 2000] [--devices 2000]
 
-1. Round trip: the server sends `tool_call`s through `execute_on_client` to a
+1. Round trip: the server sends `tool_call`s through `CallTarget.execute` to a
    devclient that answers at once, over loopback. Beside it, in the same run,
    the floor: a bare `websockets` echo server and client exchanging a frame of
    the same size. The difference is what the server's own code adds.
@@ -33,7 +33,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 from app.core.embedded_db import EmbeddedPostgres
 from app.core.settings import Settings
-from app.device.calls import CallTarget, calls_go_to, execute_on_client
+from app.device.calls import CallTarget
 from app.device.registry import DeviceRegistry
 from app.main import create_app
 from devclient.client import DeviceClient, register
@@ -70,7 +70,7 @@ async def echo_round_trips(calls: int, frame: str) -> list[int]:
 
 
 async def tool_round_trips(calls: int, workdir: Path) -> list[int]:
-    """`execute_on_client` to a devclient answering a `get` from its SQLite store."""
+    """`CallTarget.execute` to a devclient answering a `get` from its SQLite store."""
     server = EmbeddedPostgres(workdir)
     await asyncio.to_thread(server.start)
     try:
@@ -103,11 +103,11 @@ async def tool_round_trips(calls: int, workdir: Path) -> list[int]:
                 while (link := registry.device(user_id)) is None:  # noqa: ASYNC110 - no event to await
                     await asyncio.sleep(0.01)
                 samples = []
-                with calls_go_to(CallTarget(link=link, timeout_s=10, request_id="bench")):
-                    for _ in range(calls):
-                        started = time.perf_counter_ns()
-                        await execute_on_client("get", "tasks", data={"id": task["row"]["id"]})
-                        samples.append(time.perf_counter_ns() - started)
+                target = CallTarget(link=link, timeout_s=10, request_id="bench")
+                for _ in range(calls):
+                    started = time.perf_counter_ns()
+                    await target.execute("get", "tasks", data={"id": task["row"]["id"]})
+                    samples.append(time.perf_counter_ns() - started)
         await databases.drop(database_url)
         return samples
     finally:
@@ -178,7 +178,7 @@ async def main() -> None:
         floor = await echo_round_trips(args.calls, frame)
         (ours_p50, ours_p99), (floor_p50, floor_p99) = percentiles(ours), percentiles(floor)
         print(f"tool round trip over loopback, {args.calls} calls (devclient answers at once)")
-        print(f"  execute_on_client round trip : p50 {ours_p50:8.1f} us   p99 {ours_p99:8.1f} us")
+        print(f"  CallTarget.execute round trip: p50 {ours_p50:8.1f} us   p99 {ours_p99:8.1f} us")
         print(f"  bare websockets echo (floor) : p50 {floor_p50:8.1f} us   p99 {floor_p99:8.1f} us")
         print(
             f"  server + client overhead     : p50 {ours_p50 - floor_p50:8.1f} us   "

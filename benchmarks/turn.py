@@ -31,7 +31,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 import app  # noqa: F401 - sets LITELLM_LOCAL_MODEL_COST_MAP before anything imports litellm
 from agents import prompts
 from agents.supervisors import SUBAGENTS, Graph, build_supervisors
-from app.device.calls import CallTarget, calls_go_to
 from tests.llm.fake_chat_model import ScriptedChatModel
 from tests.llm.replies import ReplyLike, ScriptedToolCall, TextReply, estimate_tokens
 from tests.tools.fake_desktop import StoreDesktop
@@ -87,9 +86,7 @@ def ours(model: ScriptedChatModel, checkpointer: InMemorySaver | None = None) ->
 async def one_turn(graph: Graph, desktop: StoreDesktop, thread: str | None = None) -> int:
     config: RunnableConfig = {"configurable": {"thread_id": thread}} if thread else {}
     started = time.perf_counter_ns()
-    with calls_go_to(
-        CallTarget(link=desktop.link, timeout_s=10, request_id="r1")
-    ):  # StoreDesktop expects r1
+    with desktop.connected(timeout_s=10):
         async for _ in graph.astream(
             {"messages": [HumanMessage("What are my tasks?")]},
             config,

@@ -23,9 +23,9 @@ from langchain_core.tools.base import create_schema_from_function
 from pydantic import Field, ValidationError
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
-from app.device.calls import execute_on_client
-from app.device.exceptions import ToolCallError
-from app.device.frames import ToolAction
+from protocol.errors import ToolCallError
+from protocol.frames import ToolAction
+from tools.context import call_desktop
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Entity:
     async def select(self, filters: Mapping[str, object], *, scope: str = "found") -> str:
         """List the rows matching the given filters (None-valued filters are left out)."""
         # An empty filters object, rather than none, so the desktop can always read keys from it.
-        result = await execute_on_client(ToolAction.SELECT, self.table, filters=given(filters))
+        result = await call_desktop(ToolAction.SELECT, self.table, filters=given(filters))
         rows: list[Row] = result.get("rows") or []
         if not rows:
             return f"No {self.plural} {scope}."
@@ -169,13 +169,13 @@ class Entity:
 
     async def show(self, row_id: str, detail: Callable[[Row], str]) -> str:
         """One row in full, rendered by `detail`."""
-        result = await execute_on_client(ToolAction.GET, self.table, data={"id": row_id})
+        result = await call_desktop(ToolAction.GET, self.table, data={"id": row_id})
         row: Row | None = result.get("row")
         return self._missing(row_id) if row is None else detail(row)
 
     async def create(self, data: Mapping[str, object], *, then: AfterWrite | None = None) -> str:
         """Insert the given fields; the desktop adds id and timestamps, so they are never sent."""
-        result = await execute_on_client(ToolAction.INSERT, self.table, data=given(data))
+        result = await call_desktop(ToolAction.INSERT, self.table, data=given(data))
         row: Row | None = result.get("row")
         if row is None:
             return f"Created the {self.noun}, but the desktop app did not return its id."
@@ -191,7 +191,7 @@ class Entity:
                 f"Nothing to change: no field was given to update {self.noun} {row_id}."
                 " Pass only the fields that should change."
             )
-        result = await execute_on_client(
+        result = await call_desktop(
             ToolAction.UPDATE, self.table, data={"id": row_id, "updates": changes}
         )
         row: Row | None = result.get("row")
@@ -201,7 +201,7 @@ class Entity:
         return await self._written(text, row, then)
 
     async def delete(self, row_id: str) -> str:
-        await execute_on_client(ToolAction.DELETE, self.table, data={"id": row_id})
+        await call_desktop(ToolAction.DELETE, self.table, data={"id": row_id})
         return f"Deleted {self.noun} {row_id}."
 
     def _missing(self, row_id: str) -> str:

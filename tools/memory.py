@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Annotated
 
 from langchain_core.tools import tool
 from pydantic import Field
 
-CoreMemoryWriter = Callable[[str, str], Awaitable[None]]
-
-_writer: ContextVar[CoreMemoryWriter | None] = ContextVar("core_memory_writer", default=None)
-
-
-@contextmanager
-def core_memory_writes_to(writer: CoreMemoryWriter) -> Iterator[None]:
-    """Bind where `update_core_memory` stores, for one turn (the user's encrypted memory)."""
-    token = _writer.set(writer)
-    try:
-        yield
-    finally:
-        _writer.reset(token)
+from tools.context import current_turn_context
 
 
 @tool
@@ -42,7 +27,7 @@ async def update_core_memory(
     Use it when the user states how they want things from now on, e.g. "remember my
     time zone is Europe/Berlin" -> key "timezone", value "Europe/Berlin".
     """
-    writer = _writer.get()
+    writer = current_turn_context().remember
     if writer is None:
         return "Memory is not available in this conversation; nothing was stored."
     try:

@@ -13,12 +13,11 @@ from typing import Annotated
 from langchain_core.tools import BaseTool
 from pydantic import Field
 
-from app.device.calls import execute_on_client
-from app.device.exceptions import ToolCallError
-from app.device.frames import ToolAction
+from protocol.errors import ToolCallError
+from protocol.frames import ToolAction
 from tools._client import Entity, Row, describe, domain_tool
 from tools._dates import render_moment
-from tools.context import current_turn_context
+from tools.context import call_desktop, current_turn_context
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ async def _index_note(row: Row) -> str:
     if vector is None:
         return ""
     try:
-        await execute_on_client(
+        await call_desktop(
             ToolAction.VECTOR_UPSERT,
             data={"id": row.get("id"), "projectId": row.get("projectId"), "content": content},
             vector=vector,

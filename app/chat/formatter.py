@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 
 from agents.supervisors import DOMAIN_OF_SUBAGENT
 from app.chat.tags import PlainTextFilter, TagFilter
-from app.device.frames import Domain, FloatingDomain, ServerFrame, StreamStart, StreamText
+from protocol.frames import Domain, FloatingDomain, ServerFrame, StreamStart, StreamText
 
 SUPERVISOR_MODEL_NODE = "model"
 TASK_TOOL = "task"

@@ -1,7 +1,9 @@
 """Running chat turns: a device request (streamed) or a REST call (one answer).
 
 Around every turn the service binds what the tools need (the desktop, the
-user's time zone, where `update_core_memory` writes) and picks the thread.
+user's time zone, where `update_core_memory` writes) and picks the thread. A
+turn that fails raises an `AppError`; the transport (`app.core.errors`) turns
+it into an HTTP answer or an `error` frame.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -28,21 +30,18 @@ from app.chat.engine import ChatEngine
 from app.chat.formatter import TurnStream
 from app.chat.schemas import ChatResponse
 from app.chat.tags import TagFilter
-from app.core.errors import ServiceUnavailableError
+from app.core.errors import ModelFailedError, ModelNotConfiguredError
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
-from app.device.calls import CallTarget, calls_go_to, current_target
+from app.device.calls import CallTarget
 from app.device.connection import ChatTurn
-from app.device.frames import Error, ErrorCode, FloatingRequest, HistoryMessage, HomeRequest
 from app.device.registry import DeviceRegistry
 from app.memory.embeddings import embed
 from app.memory.turns import TurnMemory
+from protocol.frames import FloatingRequest, HistoryMessage, HomeRequest
 from tools.context import Embed, turn_context
-from tools.memory import core_memory_writes_to
 
 logger = logging.getLogger(__name__)
-
-LLM_ERROR_MESSAGE = "The language model did not answer; please try again."
 
 
 def thread_key(user_id: uuid.UUID, device_id: str, request: HomeRequest | FloatingRequest) -> str:
@@ -52,6 +51,16 @@ def thread_key(user_id: uuid.UUID, device_id: str, request: HomeRequest | Floati
     if isinstance(request, FloatingRequest):
         return f"{user_id}:{device_id}:floating:{request.scope.type}:{request.scope.id or '-'}"
     return f"{user_id}:{device_id}:home"
+
+
+@contextmanager
+def _model_failures() -> Iterator[None]:
+    """A model that failed (after its retries) is the model's failure, not a bug."""
+    try:
+        yield
+    except MODEL_ERRORS as exc:
+        logger.warning("model call failed", extra={"error": type(exc).__name__})
+        raise ModelFailedError from exc
 
 
 def _history(messages: list[HistoryMessage], limit: int) -> list[BaseMessage]:
@@ -89,8 +98,10 @@ class ChatService:
         return lock
 
     @asynccontextmanager
-    async def _user_bindings(self, user_id: uuid.UUID, message: str) -> AsyncIterator[TurnMemory]:
-        """What the turn's prompt and tools need of the user: memory, time zone, embeddings."""
+    async def _turn_bindings(
+        self, user_id: uuid.UUID, message: str, target: CallTarget
+    ) -> AsyncIterator[TurnMemory]:
+        """What the turn's prompt and tools need: the desktop, memory, time zone, embeddings."""
         memory = await TurnMemory.load(
             sessionmaker=self._sessionmaker,
             keyring=self._keyring,
@@ -98,11 +109,13 @@ class ChatService:
             user_id=user_id,
             message=message,
         )
-        with (
-            turn_context(
-                timezone=memory.timezone, memory=memory.context, embed=self._note_embedder()
-            ),
-            core_memory_writes_to(functools.partial(memory.set_core, self._sessionmaker)),
+        with turn_context(
+            timezone=memory.timezone,
+            memory=memory.context,
+            embed=self._note_embedder(),
+            desktop=target.execute,
+            returned_ids=target.returned_ids,
+            remember=functools.partial(memory.set_core, self._sessionmaker),
         ):
             yield memory
 
@@ -124,35 +137,22 @@ class ChatService:
         )
         return seed, set(values.get("known_ids", []))
 
-    def _graph(self, floating: bool) -> Graph | None:
+    def _graph(self, floating: bool) -> Graph:
         supervisors = self._engine.supervisors
         if supervisors is None:
-            return None
+            raise ModelNotConfiguredError(self._engine.not_configured)
         return supervisors.floating if floating else supervisors.home
 
     async def run_device_turn(self, turn: ChatTurn) -> None:
         """Stream one Home or Floating request; the connection sends `stream_end`."""
         request = turn.request
         graph = self._graph(floating=isinstance(request, FloatingRequest))
-        if graph is None:
-            await turn.emit(
-                Error(
-                    code=ErrorCode.LLM_NOT_CONFIGURED,
-                    message=str(self._engine.not_configured),
-                    request_id=turn.request_id,
-                )
-            )
-            return
-        target = current_target()
-        assert target is not None  # the connection binds it for every request
         thread = thread_key(turn.user_id, turn.device_id, request)
         async with self._lock(thread):
-            await self._stream_turn(turn, graph, thread, target)
+            await self._stream_turn(turn, graph, thread)
 
-    async def _stream_turn(
-        self, turn: ChatTurn, graph: Graph, thread: str, target: CallTarget
-    ) -> None:
-        request = turn.request
+    async def _stream_turn(self, turn: ChatTurn, graph: Graph, thread: str) -> None:
+        request, target = turn.request, turn.target
         floating = isinstance(request, FloatingRequest)
         config: RunnableConfig = {"configurable": {"thread_id": thread}}
         history = request.conversation_history if isinstance(request, HomeRequest) else None
@@ -169,9 +169,9 @@ class ChatService:
             floating=floating,
             known_ids=target.returned_ids,
         )
-        async with self._user_bindings(turn.user_id, request.message) as memory:
+        async with self._turn_bindings(turn.user_id, request.message, target) as memory:
             await stream.start()
-            try:
+            with _model_failures():
                 async for namespace, mode, data in graph.astream(
                     {"messages": [*seed, HumanMessage(request.message)]},
                     config,
@@ -181,16 +181,6 @@ class ChatService:
                     durability=TURN_DURABILITY,
                 ):
                     await stream.event(tuple(namespace), mode, data)
-            except MODEL_ERRORS as exc:
-                logger.warning("model call failed", extra={"error": type(exc).__name__})
-                await turn.emit(
-                    Error(
-                        code=ErrorCode.LLM_ERROR,
-                        message=LLM_ERROR_MESSAGE,
-                        request_id=turn.request_id,
-                    )
-                )
-                return
             await stream.finish()
         answer = "".join(stream.answer)
         turn.after_end.append(
@@ -211,8 +201,6 @@ class ChatService:
         Returns the answer and the memory write to run once it has been sent.
         """
         graph = self._graph(floating=False)
-        if graph is None:
-            raise ServiceUnavailableError(str(self._engine.not_configured))
         thread = f"{user_id}:rest"
         async with self._lock(thread):
             return await self._answer(graph, thread, user_id, message, context)
@@ -237,15 +225,11 @@ class ChatService:
         if context:
             # Bounded by the request schema (MAX_CONTEXT_BYTES), so it goes in whole.
             prompt += "\n\nWhat the app is showing: " + json.dumps(context, ensure_ascii=False)
-        with calls_go_to(target):
-            async with self._user_bindings(user_id, message) as memory:
-                try:
-                    state = await graph.ainvoke(
-                        {"messages": [HumanMessage(prompt)]}, config, durability=TURN_DURABILITY
-                    )
-                except MODEL_ERRORS as exc:
-                    logger.warning("model call failed", extra={"error": type(exc).__name__})
-                    raise ServiceUnavailableError(LLM_ERROR_MESSAGE) from exc
+        async with self._turn_bindings(user_id, message, target) as memory:
+            with _model_failures():
+                state = await graph.ainvoke(
+                    {"messages": [HumanMessage(prompt)]}, config, durability=TURN_DURABILITY
+                )
         answer = state["messages"][-1].text if state.get("messages") else ""
         tags = TagFilter(target.returned_ids)
         response = tags.feed(answer) + tags.finish()

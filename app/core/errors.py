@@ -28,6 +28,7 @@ from app.core.database import (
     DATABASE_UNAVAILABLE,
     is_database_unavailable,
 )
+from protocol.frames import Error, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ _DATABASE_ERRORS: tuple[type[Exception], ...] = (
 
 
 class AppError(Exception):
-    """A failure the client caused or must know about, with its HTTP status."""
+    """A failure the client caused or must know about: its HTTP status, and the
+    `error` frame code it gets when it ends a request on the device socket."""
 
     status_code: ClassVar[int] = 400
+    frame_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     detail: str = "Bad request"
 
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
@@ -92,12 +95,27 @@ class _RetryLaterError(AppError):
 
 class TooManyRequestsError(_RetryLaterError):
     status_code = 429
+    frame_code = ErrorCode.RATE_LIMITED
     detail = "Too many requests"
 
 
 class ServiceUnavailableError(_RetryLaterError):
     status_code = 503
+    frame_code = ErrorCode.SERVICE_UNAVAILABLE
     detail = "Service unavailable"
+
+
+class ModelNotConfiguredError(ServiceUnavailableError):
+    """No language model is configured; the detail names the variable to set."""
+
+    frame_code = ErrorCode.LLM_NOT_CONFIGURED
+
+
+class ModelFailedError(ServiceUnavailableError):
+    """The language model failed after its retries, or its answer was cut short."""
+
+    frame_code = ErrorCode.LLM_ERROR
+    detail = "The language model did not answer; please try again."
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -143,6 +161,30 @@ async def _database_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
         "database unavailable", extra={"path": conn.url.path, "error": type(exc).__name__}
     )
     return error_response(database_unavailable_error())
+
+
+def error_frame(exc: BaseException, request_id: str) -> Error:
+    """The `error` frame for a device request that failed with `exc`.
+
+    The socket's twin of the HTTP handlers above: the same exceptions, the same
+    words. Anything unanticipated is `internal_error`, its details in the log.
+    """
+    if is_database_unavailable(exc):
+        exc = database_unavailable_error()
+    if isinstance(exc, AppError):
+        logger.warning("request failed", extra={"request_id": request_id, "code": exc.frame_code})
+        return Error(
+            code=exc.frame_code,
+            message=exc.detail,
+            request_id=request_id,
+            retry_after=getattr(exc, "retry_after", None),
+        )
+    logger.error("request failed unexpectedly", extra={"request_id": request_id}, exc_info=exc)
+    return Error(
+        code=ErrorCode.INTERNAL_ERROR,
+        message="The request failed unexpectedly.",
+        request_id=request_id,
+    )
 
 
 def unexpected_error_response(exc: Exception) -> JSONResponse:

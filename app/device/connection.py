@@ -17,23 +17,22 @@ from dataclasses import dataclass, field
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.auth.service import SESSION_ENDED
-from app.core.database import DATABASE_RETRY_AFTER_S, DATABASE_UNAVAILABLE, is_database_unavailable
-from app.device.calls import CallTarget, calls_go_to
-from app.device.exceptions import DeviceDisconnectedError, ToolCallCancelledError
-from app.device.frames import (
+from app.core.errors import error_frame
+from app.device.calls import CallTarget
+from app.device.link import DeviceLink
+from app.device.protocol import CloseCode, DeviceProtocol, Heartbeat, now_iso
+from app.device.registry import DeviceRegistry
+from protocol.errors import DeviceDisconnectedError, ToolCallCancelledError
+from protocol.frames import (
     Cancel,
     ClientFrame,
     DeviceHello,
-    Error,
-    ErrorCode,
     FloatingRequest,
     HomeRequest,
     Ping,
     ServerFrame,
     StreamEnd,
 )
-from app.device.protocol import CloseCode, DeviceProtocol, Heartbeat, now_iso
-from app.device.registry import DeviceLink, DeviceRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +52,7 @@ class ChatTurn:
     device_id: str
     request: HomeRequest | FloatingRequest
     emit: Callable[[ServerFrame], Awaitable[None]]
+    target: CallTarget  # the desktop the turn's tool calls go to
     after_end: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -84,24 +84,6 @@ class _RunningRequest:
         self.cancelled = True
         if self.started:
             self.task.cancel()
-
-
-def _failure_frame(exc: Exception, request_id: str) -> Error:
-    """The `error` frame for a request that failed with `exc` (logged here)."""
-    if is_database_unavailable(exc):
-        logger.warning("chat request failed: the database is unavailable")
-        return Error(
-            code=ErrorCode.SERVICE_UNAVAILABLE,
-            message=DATABASE_UNAVAILABLE,
-            request_id=request_id,
-            retry_after=DATABASE_RETRY_AFTER_S,
-        )
-    logger.exception("chat request failed", extra={"request_id": request_id}, exc_info=exc)
-    return Error(
-        code=ErrorCode.INTERNAL_ERROR,
-        message="The request failed unexpectedly.",
-        request_id=request_id,
-    )
 
 
 class DeviceConnection:
@@ -138,7 +120,8 @@ class DeviceConnection:
         finally:
             self._closed = True
             heartbeat.cancel()
-            self._protocol.pending.fail_all(DeviceDisconnectedError())
+            if self._link is not None:
+                self._link.fail_all(DeviceDisconnectedError())
             requests = [running.task for running in self._requests.values()]
             for task in requests:
                 task.cancel()
@@ -176,6 +159,8 @@ class DeviceConnection:
                 self._link.touch()
             for reply in received.replies:
                 await self.send(reply)
+            if received.result is not None and self._link is not None:
+                self._link.deliver(received.result)
             if received.close is not None:
                 logger.warning("closing a device connection: %s", received.close.reason)
                 await self.close(received.close.code, received.close.reason)
@@ -220,13 +205,13 @@ class DeviceConnection:
             device_id=self._link.device_id,
             request=request,
             emit=self.send,
+            target=target,
         )
         running = self._requests[request_id]
         running.started = True
         try:
             if not running.cancelled:
-                with calls_go_to(target):
-                    await self._chat_handler(turn)
+                await self._chat_handler(turn)
         except asyncio.CancelledError:
             if self._closed:
                 raise
@@ -237,9 +222,9 @@ class DeviceConnection:
         except DeviceDisconnectedError:
             return
         except Exception as exc:
-            await self._send_quietly(_failure_frame(exc, request_id))
+            await self._send_quietly(error_frame(exc, request_id))
         finally:
-            self._protocol.pending.fail_request(request_id, ToolCallCancelledError())
+            self._link.fail_request(request_id, ToolCallCancelledError())
             self._protocol.request_finished(request_id)
             self._requests.pop(request_id, None)
         await self._send_quietly(StreamEnd(request_id=request_id, mutations=target.mutations))

@@ -1,35 +1,36 @@
-"""Tool calls sent to a device and not yet answered."""
+"""Tool calls sent to a device and not yet answered: bookkeeping only, no I/O.
+
+The adapter (`app.device.link`) keeps what waits for each answer; this core
+only knows which call ids were issued on the connection, for which request,
+and which of them are still open.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Any
 
-from app.device.frames import ToolResult
-
-
-@dataclass(slots=True)
-class PendingCall:
-    id: str
-    request_id: str | None
-    run_id: str | None
-    future: asyncio.Future[dict[str, Any]] = field(repr=False)
-
+from protocol.frames import ToolResult
 
 # Ids of calls that ended without their answer (timed out, request cancelled),
 # remembered so a late answer is told apart from one that was never asked for.
 RECENTLY_CLOSED = 256
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCall:
+    id: str
+    request_id: str | None
+    run_id: str | None
+
+
 class Answer(Enum):
     """What became of a `tool_result`."""
 
-    TAKEN = auto()  # handed to the waiting call
+    TAKEN = auto()  # it answers a call that is waiting
     LATE = auto()  # the call was issued here but is no longer waiting
     UNKNOWN = auto()  # no call with this id was issued here
 
@@ -52,47 +53,25 @@ class PendingCalls:
         return iter(list(self._calls.values()))
 
     def open(self, *, request_id: str | None = None, run_id: str | None = None) -> PendingCall:
-        call = PendingCall(
-            id=uuid.uuid4().hex,
-            request_id=request_id,
-            run_id=run_id,
-            future=asyncio.get_running_loop().create_future(),
-        )
+        call = PendingCall(id=uuid.uuid4().hex, request_id=request_id, run_id=run_id)
         self._calls[call.id] = call
         return call
 
-    def resolve(self, result: ToolResult) -> Answer:
-        """Hand the result to its waiter, if a call with this id is still waiting."""
-        call = self._calls.pop(result.id, None)
-        if call is None or call.future.done():
-            if result.id in self._closed:
-                del self._closed[result.id]  # one late answer per call
-                return Answer.LATE
-            return Answer.UNKNOWN
-        call.future.set_result(result.payload())
-        return Answer.TAKEN
+    def take(self, result: ToolResult) -> Answer:
+        """Whether `result` answers a waiting call; a taken call stops waiting."""
+        if self._calls.pop(result.id, None) is not None:
+            return Answer.TAKEN
+        if result.id in self._closed:
+            del self._closed[result.id]  # one late answer per call
+            return Answer.LATE
+        return Answer.UNKNOWN
 
-    def discard(self, call_id: str) -> None:
-        """Stop waiting for a call (answered, timed out or abandoned)."""
+    def close(self, call_id: str) -> None:
+        """Stop waiting for a call (timed out or abandoned); a later answer is late."""
         if self._calls.pop(call_id, None) is not None:
-            self._remember_closed(call_id)
+            self._closed[call_id] = None
+            if len(self._closed) > RECENTLY_CLOSED:
+                self._closed.popitem(last=False)
 
-    def _remember_closed(self, call_id: str) -> None:
-        self._closed[call_id] = None
-        if len(self._closed) > RECENTLY_CLOSED:
-            self._closed.popitem(last=False)
-
-    def fail_request(self, request_id: str, error: BaseException) -> None:
-        """Fail every call made for one chat request (it was cancelled or ended)."""
-        for call in [c for c in self._calls.values() if c.request_id == request_id]:
-            self._fail(call, error)
-
-    def fail_all(self, error: BaseException) -> None:
-        """Fail every call at once (the device disconnected)."""
-        for call in list(self._calls.values()):
-            self._fail(call, error)
-
-    def _fail(self, call: PendingCall, error: BaseException) -> None:
-        self.discard(call.id)
-        if not call.future.done():
-            call.future.set_exception(error)
+    def of_request(self, request_id: str) -> list[PendingCall]:
+        return [call for call in self._calls.values() if call.request_id == request_id]

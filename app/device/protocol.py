@@ -21,8 +21,9 @@ from enum import Enum, IntEnum, auto
 from pydantic import ValidationError
 
 from app.core.json_depth import nests_deeper_than
-from app.device.exceptions import FrameTooLargeError, ToolCallTooLargeError
-from app.device.frames import (
+from app.device.pending import Answer, PendingCalls
+from protocol.errors import FrameTooLargeError, ToolCallTooLargeError
+from protocol.frames import (
     AgentComplete,
     AgentData,
     Cancel,
@@ -42,7 +43,6 @@ from app.device.frames import (
     ToolResult,
     client_frame_adapter,
 )
-from app.device.pending import Answer, PendingCalls
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class Received:
 
     replies: list[ServerFrame] = field(default_factory=list)
     frame: ClientFrame | None = None  # a frame for the application to act on
+    result: ToolResult | None = None  # the answer to a call that is waiting for it
     close: CloseRequest | None = None  # set when the connection must end after the replies
 
 
@@ -224,9 +225,9 @@ class DeviceProtocol:
             return self._dispatch(frame)
         answer = None
         if isinstance(frame, ToolResult) and self.state is State.READY:
-            answer = self.pending.resolve(frame)
+            answer = self.pending.take(frame)
             if answer is Answer.TAKEN:
-                return Received()  # answers to our own calls are free
+                return Received(result=frame)  # answers to our own calls are free
         retry_after = self._limiter.acquire()
         if retry_after is not None:
             refused = self._error(

@@ -7,31 +7,12 @@ online; a desktop that reconnects replaces its older connection.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-from app.device.frames import ServerFrame
-from app.device.protocol import DeviceProtocol
+from app.device.link import DeviceLink
 
 RETRY_AFTER_S = 30.0
-
-
-@dataclass(eq=False, slots=True)
-class DeviceLink:
-    """One open, greeted connection: what other code needs to use a device."""
-
-    user_id: uuid.UUID
-    device_id: str
-    protocol: DeviceProtocol
-    send: Callable[[ServerFrame], Awaitable[None]]
-    close: Callable[[int, str], Awaitable[None]]
-    last_active: float = field(default_factory=time.monotonic)
-
-    def touch(self) -> None:
-        self.last_active = time.monotonic()
 
 
 class ConnectionLimitError(Exception):

@@ -14,8 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agents.middleware import FloatingScope
 from agents.supervisors import Supervisors, build_supervisors
 from app.chat.formatter import TurnStream
-from app.device.calls import CallTarget, calls_go_to
-from app.device.frames import ServerFrame
+from protocol.frames import ServerFrame
 from tests.llm.fake_chat_model import ScriptedChatModel
 from tests.llm.replies import ReplyLike, ScriptedToolCall, TextReply
 from tests.tools.fake_desktop import StoreDesktop
@@ -76,12 +75,11 @@ async def run_turn(
     async def emit(frame: ServerFrame) -> None:
         frames.append(frame)
 
-    target = CallTarget(link=desktop.link, timeout_s=5, request_id="r1")
-    stream = TurnStream(
-        emit=emit, request_id="r1", floating=floating, known_ids=target.returned_ids
-    )
     graph = supervisors.floating if floating else supervisors.home
-    with calls_go_to(target):
+    with desktop.connected(timeout_s=5) as target:
+        stream = TurnStream(
+            emit=emit, request_id="r1", floating=floating, known_ids=target.returned_ids
+        )
         await stream.start()
         async for namespace, mode, data in graph.astream(
             {"messages": [HumanMessage(message)]},

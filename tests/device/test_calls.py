@@ -8,17 +8,19 @@ from typing import Any
 
 import pytest
 
-from app.device.calls import CallTarget, calls_go_to, execute_on_client
-from app.device.exceptions import (
+from app.device.calls import CallTarget
+from app.device.link import DeviceLink
+from app.device.pending import Answer
+from app.device.protocol import DeviceProtocol, ProtocolLimits
+from app.device.registry import ConnectionLimitError, DeviceRegistry
+from protocol.errors import (
     ClientToolError,
     DeviceDisconnectedError,
     DeviceOfflineError,
     ToolCallTimeoutError,
 )
-from app.device.frames import ServerFrame, ToolCall, ToolResult
-from app.device.pending import Answer
-from app.device.protocol import DeviceProtocol, ProtocolLimits
-from app.device.registry import ConnectionLimitError, DeviceLink, DeviceRegistry
+from protocol.frames import ServerFrame, ToolAction, ToolCall, ToolResult
+from tools.context import call_desktop, turn_context
 
 
 class FakeDesktop:
@@ -43,8 +45,9 @@ class FakeDesktop:
 
     async def answer_next(self, **result: Any) -> ToolCall:
         call = await asyncio.wait_for(self.sent.get(), 2)
-        answer = self.link.protocol.pending.resolve(ToolResult(id=call.id, **result))
-        assert answer is Answer.TAKEN
+        answer = ToolResult(id=call.id, **result)
+        assert self.link.protocol.pending.take(answer) is Answer.TAKEN
+        self.link.deliver(answer)
         return call
 
 
@@ -56,11 +59,11 @@ def target_for(
 
 async def test_call_sends_the_frame_and_returns_the_result() -> None:
     desktop = FakeDesktop()
-    with calls_go_to(target_for(desktop)):
-        call = asyncio.create_task(execute_on_client("select", "tasks", filters={"status": "todo"}))
-        frame = await desktop.answer_next(rows=[{"id": "t1"}])
+    target = target_for(desktop)
+    call = asyncio.create_task(target.execute("select", "tasks", filters={"status": "todo"}))
+    frame = await desktop.answer_next(rows=[{"id": "t1"}])
 
-        assert await call == {"rows": [{"id": "t1"}]}
+    assert await call == {"rows": [{"id": "t1"}]}
     assert (frame.action, frame.table, frame.filters, frame.request_id) == (
         "select",
         "tasks",
@@ -74,16 +77,15 @@ async def test_call_sends_the_frame_and_returns_the_result() -> None:
 async def test_mutations_are_collected_for_stream_end() -> None:
     desktop = FakeDesktop()
     target = target_for(desktop)
-    with calls_go_to(target):
-        insert = asyncio.create_task(execute_on_client("insert", "tasks", data={"title": "A"}))
-        await desktop.answer_next(row={"id": "t1", "title": "A"})
-        await insert
-        select = asyncio.create_task(execute_on_client("select", "tasks"))
-        await desktop.answer_next(rows=[])
-        await select
-        delete = asyncio.create_task(execute_on_client("delete", "tasks", data={"id": "t1"}))
-        await desktop.answer_next(deleted=True)
-        await delete
+    insert = asyncio.create_task(target.execute("insert", "tasks", data={"title": "A"}))
+    await desktop.answer_next(row={"id": "t1", "title": "A"})
+    await insert
+    select = asyncio.create_task(target.execute("select", "tasks"))
+    await desktop.answer_next(rows=[])
+    await select
+    delete = asyncio.create_task(target.execute("delete", "tasks", data={"id": "t1"}))
+    await desktop.answer_next(deleted=True)
+    await delete
 
     assert [(m.action, m.table, m.data) for m in target.mutations] == [
         ("insert", "tasks", {"id": "t1", "title": "A"}),
@@ -93,27 +95,27 @@ async def test_mutations_are_collected_for_stream_end() -> None:
 
 async def test_unanswered_call_times_out_and_leaves_nothing_pending() -> None:
     desktop = FakeDesktop()
-    with calls_go_to(target_for(desktop, timeout_s=0.05)), pytest.raises(ToolCallTimeoutError):
-        await execute_on_client("select", "tasks")
+    with pytest.raises(ToolCallTimeoutError):
+        await target_for(desktop, timeout_s=0.05).execute("select", "tasks")
 
     assert len(desktop.link.protocol.pending) == 0
     # A late answer is ignored, not delivered to anyone.
     late = await desktop.sent.get()
     pending = desktop.link.protocol.pending
-    assert pending.resolve(ToolResult(id=late.id, rows=[])) is Answer.LATE
+    assert pending.take(ToolResult(id=late.id, rows=[])) is Answer.LATE
     # Only once: a second answer to the same call is an unknown id.
-    assert pending.resolve(ToolResult(id=late.id, rows=[])) is Answer.UNKNOWN
+    assert pending.take(ToolResult(id=late.id, rows=[])) is Answer.UNKNOWN
 
 
 async def test_disconnect_fails_every_pending_call_at_once() -> None:
     desktop = FakeDesktop()
-    with calls_go_to(target_for(desktop)):
-        calls = [asyncio.create_task(execute_on_client("select", "tasks")) for _ in range(3)]
-        for _ in range(3):
-            await desktop.sent.get()
-        desktop.link.protocol.pending.fail_all(DeviceDisconnectedError())
+    target = target_for(desktop)
+    calls = [asyncio.create_task(target.execute("select", "tasks")) for _ in range(3)]
+    for _ in range(3):
+        await desktop.sent.get()
+    desktop.link.fail_all(DeviceDisconnectedError())
 
-        results = await asyncio.gather(*calls, return_exceptions=True)
+    results = await asyncio.gather(*calls, return_exceptions=True)
 
     assert all(isinstance(r, DeviceDisconnectedError) for r in results)
     assert len(desktop.link.protocol.pending) == 0
@@ -121,28 +123,27 @@ async def test_disconnect_fails_every_pending_call_at_once() -> None:
 
 async def test_client_error_is_raised_as_client_tool_error() -> None:
     desktop = FakeDesktop()
-    with calls_go_to(target_for(desktop)):
-        call = asyncio.create_task(execute_on_client("update", "tasks", data={"id": "x"}))
-        await desktop.answer_next(error="no task with id x")
+    call = asyncio.create_task(target_for(desktop).execute("update", "tasks", data={"id": "x"}))
+    await desktop.answer_next(error="no task with id x")
 
-        with pytest.raises(ClientToolError, match="no task with id x"):
-            await call
+    with pytest.raises(ClientToolError, match="no task with id x"):
+        await call
 
 
-async def test_without_a_bound_device_calls_fail_as_offline() -> None:
+async def test_without_a_device_calls_fail_as_offline() -> None:
     with pytest.raises(DeviceOfflineError, match="not connected"):
-        await execute_on_client("select", "tasks")
-    with calls_go_to(CallTarget(link=None, timeout_s=1)), pytest.raises(DeviceOfflineError):
-        await execute_on_client("select", "tasks")
+        await call_desktop(ToolAction.SELECT, "tasks")  # no desktop bound for the tools
+    with pytest.raises(DeviceOfflineError):
+        await CallTarget(link=None, timeout_s=1).execute("select", "tasks")
 
 
 async def test_concurrent_requests_reach_their_own_device() -> None:
     ada, grace = FakeDesktop(device_id="ada"), FakeDesktop(device_id="grace")
 
     async def request(desktop: FakeDesktop, request_id: str) -> dict[str, Any]:
-        with calls_go_to(target_for(desktop, request_id=request_id)):
+        with turn_context(desktop=target_for(desktop, request_id=request_id).execute):
             await asyncio.sleep(0)  # interleave with the other request
-            return await execute_on_client("select", "notes")
+            return await call_desktop(ToolAction.SELECT, "notes")
 
     both = asyncio.gather(request(ada, "ra"), request(grace, "rg"))
     ada_call = await ada.answer_next(rows=[{"id": "ada-note"}])
@@ -206,15 +207,14 @@ async def test_reconnecting_device_replaces_its_older_link() -> None:
 async def test_ids_the_desktop_returns_are_recorded() -> None:
     desktop = FakeDesktop()
     target = target_for(desktop)
-    with calls_go_to(target):
-        select = asyncio.create_task(execute_on_client("select", "tasks"))
-        await desktop.answer_next(rows=[{"id": "t1"}, {"id": "t2"}])
-        await select
-        get = asyncio.create_task(execute_on_client("get", "notes", data={"id": "n1"}))
-        await desktop.answer_next(row={"id": "n1"})
-        await get
-        missing = asyncio.create_task(execute_on_client("get", "notes", data={"id": "zz"}))
-        await desktop.answer_next(row=None)
-        await missing
+    select = asyncio.create_task(target.execute("select", "tasks"))
+    await desktop.answer_next(rows=[{"id": "t1"}, {"id": "t2"}])
+    await select
+    get = asyncio.create_task(target.execute("get", "notes", data={"id": "n1"}))
+    await desktop.answer_next(row={"id": "n1"})
+    await get
+    missing = asyncio.create_task(target.execute("get", "notes", data={"id": "zz"}))
+    await desktop.answer_next(row=None)
+    await missing
 
     assert target.returned_ids == {"tasks:t1", "tasks:t2", "notes:n1"}

@@ -7,8 +7,16 @@ from typing import Any
 
 import pytest
 
-from app.device.exceptions import ToolCallTooLargeError
-from app.device.frames import (
+from app.device.protocol import (
+    CloseCode,
+    DeviceProtocol,
+    Heartbeat,
+    Noise,
+    ProtocolLimits,
+    State,
+)
+from protocol.errors import ToolCallTooLargeError
+from protocol.frames import (
     Cancel,
     DeviceHello,
     Error,
@@ -22,14 +30,6 @@ from app.device.frames import (
     ToolResult,
     client_frame_adapter,
     server_frame_adapter,
-)
-from app.device.protocol import (
-    CloseCode,
-    DeviceProtocol,
-    Heartbeat,
-    Noise,
-    ProtocolLimits,
-    State,
 )
 
 
@@ -226,7 +226,7 @@ def test_rate_limit_refuses_with_retry_after_then_recovers() -> None:
     assert send(protocol, {"type": "home_request", "request_id": "r9", "message": "a"}).frame
 
 
-async def test_tool_result_resolves_only_calls_issued_here() -> None:
+def test_tool_result_resolves_only_calls_issued_here() -> None:
     protocol = greeted()
     call = protocol.pending.open(request_id="r1")
 
@@ -234,9 +234,10 @@ async def test_tool_result_resolves_only_calls_issued_here() -> None:
     ours = send(protocol, {"type": "tool_result", "id": call.id, "rows": [{"id": "t1"}]})
 
     assert foreign.replies == []
-    assert foreign.frame is None
+    assert (foreign.frame, foreign.result) == (None, None)
     assert ours.replies == []
-    assert await call.future == {"rows": [{"id": "t1"}]}
+    assert ours.result is not None
+    assert ours.result.payload() == {"rows": [{"id": "t1"}]}
     assert len(protocol.pending) == 0
 
 
@@ -307,7 +308,7 @@ def test_deeply_nested_json_is_invalid_json_not_a_crash(depth: int) -> None:
     assert "64 levels" in error.message
 
 
-async def test_nesting_within_the_limit_is_read_as_usual() -> None:
+def test_nesting_within_the_limit_is_read_as_usual() -> None:
     protocol = greeted()
     call = protocol.pending.open(request_id="r1")
     nested: Any = {"leaf": 1}
@@ -317,7 +318,8 @@ async def test_nesting_within_the_limit_is_read_as_usual() -> None:
     received = send(protocol, {"type": "tool_result", "id": call.id, "row": nested})
 
     assert received.replies == []
-    assert call.future.result() == {"row": nested}
+    assert received.result is not None
+    assert received.result.payload() == {"row": nested}
 
 
 def test_invalid_frames_count_against_the_rate_limit() -> None:
@@ -371,7 +373,7 @@ def test_unknown_tool_results_are_counted_and_logged_once(
     assert len(caplog.records) == 1
 
 
-async def test_unknown_tool_results_are_rate_limited_answers_to_our_calls_are_not() -> None:
+def test_unknown_tool_results_are_rate_limited_answers_to_our_calls_are_not() -> None:
     clock = Clock()
     protocol = greeted(limits=ProtocolLimits(messages_per_minute=3), clock=clock)
     for n in range(2):
@@ -385,18 +387,18 @@ async def test_unknown_tool_results_are_rate_limited_answers_to_our_calls_are_no
 
     assert refused.code == "rate_limited"
     assert ours.replies == []
-    assert call.future.result() == {"rows": []}
+    assert ours.result is not None
+    assert ours.result.id == call.id
 
 
-async def test_a_late_answer_to_a_timed_out_call_is_not_noise() -> None:
+def test_a_late_answer_to_a_timed_out_call_is_not_noise() -> None:
     protocol = greeted(limits=ProtocolLimits(invalid_frames_per_minute=1))
     call = protocol.pending.open(request_id="r1")
-    protocol.pending.discard(call.id)  # what a time-out does
+    protocol.pending.close(call.id)  # what a time-out does
 
     late = send(protocol, {"type": "tool_result", "id": call.id, "rows": []})
 
-    assert late.replies == []
-    assert late.close is None
+    assert (late.replies, late.result, late.close) == ([], None, None)
     assert not protocol.noise
 
 

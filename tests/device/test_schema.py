@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from app.device.frames import ErrorCode, Table
-from app.device.schema import render
+from protocol.frames import ErrorCode, Table
+from protocol.schema import render
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMA_FILE = DOCS / "device-protocol.schema.json"

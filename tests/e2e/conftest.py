@@ -16,14 +16,14 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from app.device.calls import execute_on_client
 from app.device.connection import ChatHandler, ChatTurn
-from app.device.exceptions import ToolCallError
-from app.device.frames import StreamStart, StreamText
-from app.device.registry import DeviceLink, DeviceRegistry
+from app.device.link import DeviceLink
+from app.device.registry import DeviceRegistry
 from app.main import create_app
 from devclient.client import DeviceClient, Frame, register
 from devclient.store import LocalStore
+from protocol.errors import ToolCallError
+from protocol.frames import StreamStart, StreamText
 from tests.e2e.assistant_policy import AssistantPolicy
 from tests.e2e.live_server import serve
 from tests.llm.scripted_openai import ScriptedLLM, scripted_llm
@@ -41,7 +41,7 @@ async def scripted_turn(turn: ChatTurn) -> None:
     await turn.emit(StreamStart(request_id=turn.request_id))
     for call in script.get("calls", []):
         try:
-            result: Any = await execute_on_client(**call)
+            result: Any = await turn.target.execute(**call)
         except ToolCallError as exc:
             result = {"tool_error": type(exc).__name__, "message": str(exc)}
         await turn.emit(StreamText(request_id=turn.request_id, chunk=json.dumps(result) + "\n"))

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.device.calls import CallTarget, calls_go_to
 from tests.tools.fake_desktop import StoreDesktop
 
 
@@ -14,6 +13,6 @@ from tests.tools.fake_desktop import StoreDesktop
 def desktop() -> Iterator[StoreDesktop]:
     """A connected desktop bound to the test's request, as the chat layer binds it."""
     desk = StoreDesktop()
-    with calls_go_to(CallTarget(link=desk.link, timeout_s=2.0, request_id="r1")):
+    with desk.connected():
         yield desk
     desk.store.close()

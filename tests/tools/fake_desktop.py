@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from app.device import pending
-from app.device.frames import ServerFrame, ToolCall, ToolResult
+from app.device.calls import CallTarget
+from app.device.link import DeviceLink
+from app.device.pending import Answer as Delivery
 from app.device.protocol import DeviceProtocol, ProtocolLimits
-from app.device.registry import DeviceLink
 from devclient.store import LocalStore
+from protocol.frames import ServerFrame, ToolCall, ToolResult
+from tools.context import turn_context
 
 
 def ms(instant: str) -> int:
@@ -49,6 +52,17 @@ class StoreDesktop:
             close=self._close,
         )
 
+    def target(self, timeout_s: float = 2.0) -> CallTarget:
+        """A request's calls to this desktop, as the connection makes them."""
+        return CallTarget(link=self.link, timeout_s=timeout_s, request_id="r1")
+
+    @contextmanager
+    def connected(self, timeout_s: float = 2.0) -> Iterator[CallTarget]:
+        """Bind this desktop for the tools, as the chat layer binds a request's."""
+        target = self.target(timeout_s)
+        with turn_context(desktop=target.execute, returned_ids=target.returned_ids):
+            yield target
+
     def seed(self, table: str, **data: Any) -> dict[str, Any]:
         """Insert a row straight into the store, without a tool call."""
         row: dict[str, Any] = self.store.execute(action="insert", table=table, data=data)["row"]
@@ -76,8 +90,9 @@ class StoreDesktop:
         self.frames.append(wire)
         result = self.answer(frame)
         if result is not None:
-            answer = self.link.protocol.pending.resolve(ToolResult(id=frame.id, **result))
-            assert answer is pending.Answer.TAKEN
+            answer = ToolResult(id=frame.id, **result)
+            assert self.link.protocol.pending.take(answer) is Delivery.TAKEN
+            self.link.deliver(answer)
 
     async def _close(self, code: int, reason: str) -> None:
         pass

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 
-from app.device.calls import CallTarget, calls_go_to
-from app.device.exceptions import DeviceDisconnectedError
-from app.device.frames import ToolCall
+from protocol.errors import DeviceDisconnectedError
+from protocol.frames import ToolCall
 from tests.tools.fake_desktop import StoreDesktop, run
 from tools import ALL_DOMAIN_TOOLS
 from tools._client import domain_tool
@@ -74,7 +73,7 @@ async def test_an_unanswered_call_times_out_as_text_and_leaves_nothing_pending()
     desktop = StoreDesktop()
     desktop.answer = lambda call: None
 
-    with calls_go_to(CallTarget(link=desktop.link, timeout_s=0.05, request_id="r1")):
+    with desktop.connected(timeout_s=0.05):
         text = await run(list_tasks)
 
     assert text == "Error: The desktop app did not answer within 0.05 seconds."
@@ -91,7 +90,7 @@ async def test_a_disconnect_during_the_call_becomes_text(desktop: StoreDesktop) 
     call = asyncio.create_task(run(list_tasks))
     await asyncio.wait_for(sent.wait(), 2)
 
-    desktop.link.protocol.pending.fail_all(DeviceDisconnectedError())
+    desktop.link.fail_all(DeviceDisconnectedError())
 
     assert await call == "Error: The desktop app disconnected before answering."
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.device.frames import ToolCall
+from protocol.frames import ToolCall
 from tests.tools.fake_desktop import StoreDesktop, run
 from tools.context import turn_context
 from tools.notes import create_note, delete_note, get_note, list_notes, update_note

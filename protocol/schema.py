@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from app.device.frames import client_frame_adapter, server_frame_adapter
+from protocol.frames import client_frame_adapter, server_frame_adapter
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _UNION_DESCRIPTIONS = {
