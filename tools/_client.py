@@ -122,6 +122,11 @@ def suggestion_flags(*, is_ai_suggested: bool, is_approved: bool | None) -> dict
     return {"isAiSuggested": int(is_ai_suggested), "isApproved": int(approved)}
 
 
+def suggestion_changes(*, is_ai_suggested: bool | None, is_approved: bool | None) -> Row:
+    """The 0/1 columns an update sets: only those given."""
+    return {"isAiSuggested": flag(is_ai_suggested), "isApproved": flag(is_approved)}
+
+
 def describe(label: str, row: Row, *details: str | None) -> str:
     """One line for a row: its label, then its id and whichever details are present."""
     parts = [f"id {row.get('id')}", *(detail for detail in details if detail)]

@@ -45,6 +45,11 @@ def _note_detail(row: Row) -> str:
 NOTES = Entity(table="notes", noun="note", plural="notes", line=_note_line)
 
 
+def _note_columns(title: str | None, content: str | None, project_id: str | None) -> Row:
+    """The desktop's columns for the arguments create and update share (None: not given)."""
+    return {"projectId": project_id, "title": title, "content": content}
+
+
 async def _index_note(row: Row) -> str:
     """Upsert the saved note's embedding; a failure only adds a remark, the note is saved."""
     embed = current_turn_context().embed
@@ -95,9 +100,7 @@ async def create_note(
     project_id: NoteProject = None,
 ) -> str:
     """Create a note and return it with its new id. Write the content in Markdown."""
-    return await NOTES.create(
-        {"projectId": project_id, "title": title, "content": content}, then=_index_note
-    )
+    return await NOTES.create(_note_columns(title, content, project_id), then=_index_note)
 
 
 @domain_tool
@@ -116,11 +119,7 @@ async def update_note(
     send the full edited Markdown, keeping every part the user did not ask to
     change; nothing is lost that way.
     """
-    return await NOTES.update(
-        note_id,
-        {"projectId": project_id, "title": title, "content": content},
-        then=_index_note,
-    )
+    return await NOTES.update(note_id, _note_columns(title, content, project_id), then=_index_note)
 
 
 @domain_tool

@@ -17,7 +17,7 @@ from tools._client import (
     Row,
     describe,
     domain_tool,
-    flag,
+    suggestion_changes,
     suggestion_flags,
     suggestion_state,
 )
@@ -129,6 +129,27 @@ def _assignee_column(names: list[str] | None) -> str | None:
     return None if names is None else json.dumps(names, ensure_ascii=False, separators=(",", ":"))
 
 
+def _task_columns(
+    title: str | None,
+    description: str | None,
+    status: TaskStatus | None,
+    priority: TaskPriority | None,
+    assignees: list[str] | None,
+    due_date: str | None,
+    project_id: str | None,
+) -> Row:
+    """The desktop's columns for the arguments create and update share (None: not given)."""
+    return {
+        "projectId": project_id,
+        "title": title,
+        "description": description,
+        "status": status,
+        "priority": priority,
+        "assignee": _assignee_column(assignees),
+        "dueDate": parse_moment(due_date, argument="due_date"),
+    }
+
+
 @domain_tool
 async def list_tasks(
     project_id: ProjectFilter = None,
@@ -179,17 +200,9 @@ async def create_task(
     Use is_ai_suggested=true only for tasks you propose without being asked;
     they stay unapproved until the user confirms them.
     """
+    columns = _task_columns(title, description, status, priority, assignees, due_date, project_id)
     return await TASKS.create(
-        {
-            "projectId": project_id,
-            "title": title,
-            "description": description,
-            "status": status,
-            "priority": priority,
-            "assignee": _assignee_column(assignees),
-            "dueDate": parse_moment(due_date, argument="due_date"),
-            **suggestion_flags(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
-        }
+        {**columns, **suggestion_flags(is_ai_suggested=is_ai_suggested, is_approved=is_approved)}
     )
 
 
@@ -210,18 +223,12 @@ async def update_task(
 
     To approve an AI-suggested task the user confirmed, pass is_approved=true.
     """
+    columns = _task_columns(title, description, status, priority, assignees, due_date, project_id)
     return await TASKS.update(
         task_id,
         {
-            "projectId": project_id,
-            "title": title,
-            "description": description,
-            "status": status,
-            "priority": priority,
-            "assignee": _assignee_column(assignees),
-            "dueDate": parse_moment(due_date, argument="due_date"),
-            "isAiSuggested": flag(is_ai_suggested),
-            "isApproved": flag(is_approved),
+            **columns,
+            **suggestion_changes(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
         },
     )
 

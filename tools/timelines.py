@@ -16,7 +16,7 @@ from tools._client import (
     Row,
     describe,
     domain_tool,
-    flag,
+    suggestion_changes,
     suggestion_flags,
     suggestion_state,
 )
@@ -42,6 +42,11 @@ def _timeline_line(row: Row) -> str:
         f"project {row.get('projectId')}",
         suggestion_state(row),
     )
+
+
+def _timeline_columns(title: str | None, date: str | None, project_id: str | None) -> Row:
+    """The desktop's columns for the arguments create and update share (None: not given)."""
+    return {"projectId": project_id, "title": title, "date": parse_moment(date, argument="date")}
 
 
 TIMELINES = Entity(table="timelines", noun="milestone", plural="milestones", line=_timeline_line)
@@ -74,9 +79,7 @@ async def create_timeline(
     """
     return await TIMELINES.create(
         {
-            "projectId": project_id,
-            "title": title,
-            "date": parse_moment(date, argument="date"),
+            **_timeline_columns(title, date, project_id),
             **suggestion_flags(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
         }
     )
@@ -97,11 +100,8 @@ async def update_timeline(
     return await TIMELINES.update(
         timeline_id,
         {
-            "projectId": project_id,
-            "title": title,
-            "date": parse_moment(date, argument="date"),
-            "isAiSuggested": flag(is_ai_suggested),
-            "isApproved": flag(is_approved),
+            **_timeline_columns(title, date, project_id),
+            **suggestion_changes(is_ai_suggested=is_ai_suggested, is_approved=is_approved),
         },
     )
 
