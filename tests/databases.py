@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from app.core import migrations
+from app.core.database_urls import libpq_url, with_database
 
 TEMPLATE_NAME = "adiuva_test_template"
 
-
-def with_database(url: str, database: str) -> str:
-    """The same server URL pointing at another database (query string kept)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def libpq_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+# The old name, still imported by tests/auth/test_login_flood.py.
+libpq_dsn = libpq_url
 
 
 class TestDatabases:
@@ -39,7 +33,7 @@ class TestDatabases:
         self.server_url = server_url
 
     async def _admin(self) -> asyncpg.Connection:
-        return await asyncpg.connect(libpq_dsn(with_database(self.server_url, "postgres")))
+        return await asyncpg.connect(libpq_url(with_database(self.server_url, "postgres")))
 
     async def create(self, *, template: str | None = TEMPLATE_NAME) -> str:
         """A new database (a copy of the migrated template by default); its URL."""
@@ -53,7 +47,7 @@ class TestDatabases:
         return with_database(self.server_url, name)
 
     async def drop(self, url: str) -> None:
-        name = urlsplit(url).path.lstrip("/")
+        name = make_url(url).database
         conn = await self._admin()
         try:
             await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

