@@ -13,15 +13,29 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from agents.llm import LLMNotConfiguredError, chat_model
+from agents.llm import LLMNotConfiguredError, ModelConfig, chat_model
 from agents.supervisors import Supervisors, build_supervisors
 from app.chat.checkpoint_cipher import encrypted_serializer
 from app.chat.checkpoint_store import LatestCheckpointSaver
-from app.core.database_urls import libpq_url as libpq_url
+from app.core.database_urls import libpq_url
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def model_config(settings: Settings) -> ModelConfig:
+    """The agents' model configuration, from the server's settings."""
+    return ModelConfig(
+        model=settings.llm_model,
+        api_base=settings.llm_api_base,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        fallback_models=tuple(settings.llm_fallback_models),
+        supervisor_model=settings.llm_supervisor_model,
+        subagent_model=settings.llm_subagent_model,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
 
 
 @dataclass
@@ -32,9 +46,10 @@ class ChatEngine:
 
     @classmethod
     async def start(cls, settings: Settings, keyring: MasterKeyring) -> ChatEngine:
+        config = model_config(settings)
         try:
-            supervisor_model = chat_model(settings, "supervisor")
-            subagent_model = chat_model(settings, "subagent")
+            supervisor_model = chat_model(config, "supervisor")
+            subagent_model = chat_model(config, "subagent")
         except LLMNotConfiguredError as exc:
             logger.warning("chat is off: %s", exc)
             return cls(supervisors=None, not_configured=str(exc))

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.auth.service import PasswordChecks
+from app.core.database_urls import libpq_url
 from app.core.errors import ServiceUnavailableError
 from app.core.settings import Settings
-from tests.databases import libpq_dsn
 
 CREDENTIALS = {"email": "ada@example.com", "password": "a long passphrase"}
 WRONG = {"email": "ada@example.com", "password": "not the passphrase"}
@@ -31,7 +31,7 @@ POOL_SIZE = 2
 async def limited_database_url(database_url: str) -> AsyncIterator[str]:
     """The test database, reached as a role that may open only a few connections."""
     role, password = f"flood_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    admin = await asyncpg.connect(libpq_dsn(database_url))
+    admin = await asyncpg.connect(libpq_url(database_url))
     try:
         await admin.execute(
             f"CREATE ROLE {role} LOGIN PASSWORD '{password}' "

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from agents.supervisors import Supervisors, build_supervisors
 from app.chat.checkpoint_cipher import encrypted_serializer
 from app.chat.checkpoint_store import TURN_DURABILITY, LatestCheckpointSaver
-from app.chat.engine import libpq_url
+from app.core.database_urls import libpq_url
 from tests.llm.fake_chat_model import ScriptedChatModel
 from tests.llm.replies import ReplyLike, ScriptedToolCall, TextReply
 

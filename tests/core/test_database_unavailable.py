@@ -7,7 +7,6 @@ real silent peer; nothing is constructed by hand except the wrapping.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,14 +16,12 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.chat.engine import libpq_url
 from app.core.database import create_engine, is_database_unavailable
+from app.core.database_urls import libpq_url
+from tests.e2e.server_process import free_port
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Connects to closed and silent loopback ports.
+pytestmark = pytest.mark.integration
 
 
 async def raised_by(action: Callable[[], Awaitable[object]]) -> BaseException:
@@ -50,7 +47,7 @@ async def select_one(engine: AsyncEngine) -> None:
 
 
 async def test_a_refused_connection_is_unavailable() -> None:
-    engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none")
+    engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
     try:
         exc = await raised_by(lambda: select_one(engine))
     finally:
@@ -106,7 +103,7 @@ async def test_a_connection_the_server_terminated_is_unavailable(
 
 
 async def test_the_checkpointer_pool_with_nothing_to_connect_to_is_unavailable() -> None:
-    url = libpq_url(f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none")
+    url = libpq_url(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
     pool: AsyncConnectionPool[psycopg.AsyncConnection[object]] = AsyncConnectionPool(
         url, open=False, min_size=1, timeout=0.3
     )
@@ -142,7 +139,7 @@ async def test_a_psycopg_connection_the_server_terminated_is_unavailable(
 
 
 async def test_an_outage_wrapped_in_another_error_is_still_an_outage() -> None:
-    engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none")
+    engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
 
     async def wrapped() -> None:
         try:
