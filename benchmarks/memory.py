@@ -33,8 +33,11 @@ from app.core import migrations
 from app.core.database import create_engine, create_sessionmaker
 from app.core.embedded_db import EmbeddedPostgres
 from app.core.keys import MasterKeyring
-from app.memory import service
+from app.memory.cipher import UserCipher
+from app.memory.core import set_core
 from app.memory.models import EMBEDDING_COLUMN_DIM, AssociativeMemory
+from app.memory.prompt import render_context
+from app.memory.recall import recall
 
 DIM = EMBEDDING_COLUMN_DIM
 
@@ -62,9 +65,7 @@ async def seed(database_url: str, *, rows: int, users: int, keyring: MasterKeyri
                 )
             )
             await session.flush()
-            cipher = await service.UserCipher.for_user(
-                session=session, keyring=keyring, user_id=user_id
-            )
+            cipher = await UserCipher.for_user(session=session, keyring=keyring, user_id=user_id)
             await session.execute(
                 insert(AssociativeMemory),
                 [
@@ -79,7 +80,7 @@ async def seed(database_url: str, *, rows: int, users: int, keyring: MasterKeyri
             )
             await session.commit()
             if n == 0:
-                await service.set_core(
+                await set_core(
                     session=session,
                     cipher=cipher,
                     user_id=user_id,
@@ -105,14 +106,12 @@ async def time_enrichment(
         async with sessionmaker() as session:
             if exact:
                 await session.execute(text("SET LOCAL enable_indexscan = off"))
-            cipher = await service.UserCipher.for_user(
-                session=session, keyring=keyring, user_id=user_id
-            )
-            recalled = await service.recall(
+            cipher = await UserCipher.for_user(session=session, keyring=keyring, user_id=user_id)
+            recalled = await recall(
                 session=session, cipher=cipher, user_id=user_id, query_vector=query,
                 top_k=5, recent_episodes=5, pattern_threshold=0.6,
             )  # fmt: skip
-        service.render_context(recalled, budget_chars=4000)
+        render_context(recalled, budget_chars=4000)
         samples.append(time.perf_counter_ns() - started)
     await engine.dispose()
     return samples[5:]  # the first runs warm caches and the pool

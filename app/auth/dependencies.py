@@ -1,4 +1,8 @@
-"""`CurrentUser`: the one dependency every protected route (and the device socket) uses."""
+"""The auth domain's dependencies.
+
+`CurrentUser` is the one every protected route (and the device socket) uses;
+`PasswordChecksDep` bounds the bcrypt work of logins and registrations.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from app.auth import service
 from app.auth.models import User
@@ -27,4 +32,10 @@ async def _current_user(
     )
 
 
+def _password_checks(conn: HTTPConnection) -> service.PasswordChecks:
+    checks: service.PasswordChecks = conn.app.state.password_checks
+    return checks
+
+
 CurrentUser = Annotated[User, Depends(_current_user)]
+PasswordChecksDep = Annotated[service.PasswordChecks, Depends(_password_checks)]

@@ -15,3 +15,10 @@ class InvalidCredentialsError(UnauthorizedError):
 
 class InvalidRefreshTokenError(UnauthorizedError):
     detail = "Invalid or expired refresh token"
+
+
+class UnknownUserError(LookupError):
+    """No account has this id (it was deleted while something still held the id)."""
+
+    def __init__(self) -> None:
+        super().__init__("no such user")

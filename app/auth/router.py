@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, status
 
 from app.auth import service
-from app.auth.dependencies import CurrentUser
+from app.auth.dependencies import CurrentUser, PasswordChecksDep
 from app.auth.schemas import AuthTokens, RefreshRequest, UserCreate, UserLogin, UserProfile
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=EVERY_ROUTE)
-
-
-def _password_checks(request: Request) -> service.PasswordChecks:
-    checks: service.PasswordChecks = request.app.state.password_checks
-    return checks
-
-
-PasswordChecksDep = Annotated[service.PasswordChecks, Depends(_password_checks)]
 
 
 @router.post(

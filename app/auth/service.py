@@ -29,13 +29,14 @@ from app.auth.exceptions import (
     EmailAlreadyRegisteredError,
     InvalidCredentialsError,
     InvalidRefreshTokenError,
+    UnknownUserError,
 )
 from app.auth.models import AuthSession, RefreshToken, User
 from app.auth.schemas import AuthTokens
 from app.core import security
 from app.core.errors import ServiceUnavailableError, UnauthorizedError
 from app.core.keys import MasterKeyring
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,8 @@ class PasswordChecks:
 
 
 async def _issue_tokens(
-    *, session: AsyncSession, settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID
+    *, session: AsyncSession, settings: ResolvedSettings, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> AuthTokens:
-    assert settings.jwt_secret is not None
     refresh_token = security.new_refresh_token()
     session.add(
         RefreshToken(
@@ -105,14 +105,14 @@ async def _issue_tokens(
     access_token, expires_at = security.issue_access_token(
         user_id=user_id,
         session_id=session_id,
-        secret=settings.jwt_secret,
+        secret=settings.jwt_secret.get_secret_value(),
         ttl_s=settings.access_token_ttl_s,
     )
     return AuthTokens(access_token=access_token, refresh_token=refresh_token, expires_at=expires_at)
 
 
 async def _open_session(
-    *, session: AsyncSession, settings: Settings, user_id: uuid.UUID
+    *, session: AsyncSession, settings: ResolvedSettings, user_id: uuid.UUID
 ) -> AuthTokens:
     auth_session = AuthSession(id=uuid.uuid4(), user_id=user_id)
     session.add(auth_session)
@@ -125,7 +125,7 @@ async def _open_session(
 async def register(
     *,
     session: AsyncSession,
-    settings: Settings,
+    settings: ResolvedSettings,
     keyring: MasterKeyring,
     password_checks: PasswordChecks,
     email: str,
@@ -157,7 +157,7 @@ async def register(
 async def login(
     *,
     session: AsyncSession,
-    settings: Settings,
+    settings: ResolvedSettings,
     password_checks: PasswordChecks,
     email: str,
     password: str,
@@ -189,7 +189,9 @@ async def _revoke_session(*, session: AsyncSession, session_id: uuid.UUID) -> No
     )
 
 
-async def refresh(*, session: AsyncSession, settings: Settings, refresh_token: str) -> AuthTokens:
+async def refresh(
+    *, session: AsyncSession, settings: ResolvedSettings, refresh_token: str
+) -> AuthTokens:
     """Exchange a refresh token for new tokens; the presented one stops working.
 
     The exchange is one atomic UPDATE, so of two concurrent exchanges of the
@@ -253,7 +255,9 @@ class SignedIn:
     session_id: uuid.UUID  # the login the token belongs to
 
 
-async def authenticate(*, session: AsyncSession, settings: Settings, access_token: str) -> User:
+async def authenticate(
+    *, session: AsyncSession, settings: ResolvedSettings, access_token: str
+) -> User:
     """The user an access token speaks for, if the token and its session are still good."""
     signed_in = await sign_in_with_token(
         session=session, settings=settings, access_token=access_token
@@ -270,12 +274,13 @@ async def login_is_active(*, session: AsyncSession, session_id: uuid.UUID) -> bo
 
 
 async def sign_in_with_token(
-    *, session: AsyncSession, settings: Settings, access_token: str
+    *, session: AsyncSession, settings: ResolvedSettings, access_token: str
 ) -> SignedIn:
     """`authenticate`, also telling which login the token belongs to."""
-    assert settings.jwt_secret is not None
     try:
-        claims = security.decode_access_token(access_token, secret=settings.jwt_secret)
+        claims = security.decode_access_token(
+            access_token, secret=settings.jwt_secret.get_secret_value()
+        )
     except security.InvalidAccessTokenError as exc:
         detail = "Access token expired" if exc.expired else "Invalid access token"
         raise UnauthorizedError(detail, invalid_token=True) from exc
@@ -291,6 +296,17 @@ async def sign_in_with_token(
     if user is None:
         raise UnauthorizedError(SESSION_ENDED, invalid_token=True)
     return SignedIn(user=user, session_id=claims.session_id)
+
+
+async def data_key(*, session: AsyncSession, keyring: MasterKeyring, user_id: uuid.UUID) -> bytes:
+    """The user's data key, unwrapped: for encrypting their data in this process only.
+
+    Only the wrapped form is stored (with the account); never store what this returns.
+    """
+    wrapped = await session.scalar(select(User.wrapped_data_key).where(User.id == user_id))
+    if wrapped is None:
+        raise UnknownUserError
+    return keyring.raw_data_key(wrapped)
 
 
 async def rewrap_all_data_keys(*, session: AsyncSession, keyring: MasterKeyring) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 
 from app.auth.dependencies import CurrentUser
+from app.chat.dependencies import ChatServiceDep
 from app.chat.schemas import ChatRequest, ChatResponse
-from app.chat.service import ChatService
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 
 router = APIRouter(tags=["chat"], responses=EVERY_ROUTE)
@@ -25,14 +25,13 @@ router = APIRouter(tags=["chat"], responses=EVERY_ROUTE)
     },
 )
 async def chat(
-    body: ChatRequest, user: CurrentUser, request: Request, background: BackgroundTasks
+    body: ChatRequest, user: CurrentUser, service: ChatServiceDep, background: BackgroundTasks
 ) -> ChatResponse:
     """Ask the Home assistant and get the whole answer at once.
 
     Tools run on the user's most recently active desktop; with none online the
     assistant is told so and says it (still 200).
     """
-    service: ChatService = request.app.state.chat_service
     response, remember = await service.run_rest_turn(
         user_id=user.id, message=body.message, context=body.context
     )

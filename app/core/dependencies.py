@@ -1,7 +1,9 @@
 """FastAPI dependencies shared by every domain, declared once as `Annotated` aliases.
 
-They read what the lifespan put on `app.state`, and take an `HTTPConnection`
-so the same aliases serve HTTP routes and WebSocket endpoints.
+Routes get what the lifespan built through these (and their domain's own
+aliases, e.g. `app.auth.dependencies`, `app.chat.dependencies`), never by
+reading `app.state` themselves. Each takes an `HTTPConnection`, so the same
+aliases serve HTTP routes and WebSocket endpoints.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from app.core.keys import MasterKeyring
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings
+from app.device.connection import ChatHandler
+from app.device.registry import DeviceRegistry
 
 
-def _settings(conn: HTTPConnection) -> Settings:
-    settings: Settings = conn.app.state.settings
+def _settings(conn: HTTPConnection) -> ResolvedSettings:
+    settings: ResolvedSettings = conn.app.state.settings
     return settings
 
 
@@ -27,12 +31,39 @@ def _keyring(conn: HTTPConnection) -> MasterKeyring:
     return keyring
 
 
-async def _session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+def _engine(conn: HTTPConnection) -> AsyncEngine:
+    engine: AsyncEngine = conn.app.state.engine
+    return engine
+
+
+def _sessionmaker(conn: HTTPConnection) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = conn.app.state.sessionmaker
+    return sessionmaker
+
+
+async def _session(
+    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)],
+) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         yield session
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
+def _device_registry(conn: HTTPConnection) -> DeviceRegistry:
+    registry: DeviceRegistry = conn.app.state.device_registry
+    return registry
+
+
+def _chat_handler(conn: HTTPConnection) -> ChatHandler:
+    handler: ChatHandler = conn.app.state.chat_handler
+    return handler
+
+
+SettingsDep = Annotated[ResolvedSettings, Depends(_settings)]
 KeyringDep = Annotated[MasterKeyring, Depends(_keyring)]
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+# For work that outlives one request's session (a socket opens one per message).
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
+DeviceRegistryDep = Annotated[DeviceRegistry, Depends(_device_registry)]
+# What a device's chat request runs: the chat service, or a test's scripted turn.
+ChatHandlerDep = Annotated[ChatHandler, Depends(_chat_handler)]

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings
 
 
 class KeyUnavailableError(RuntimeError):
@@ -28,11 +28,12 @@ class MasterKeyring:
         self._all = MultiFernet([self._current, *(Fernet(key) for key in retired or [])])
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MasterKeyring:
-        if not settings.encryption_key:
-            msg = "ENCRYPTION_KEY is not resolved; call resolve_secrets first"
-            raise KeyUnavailableError(msg)
-        return cls(settings.encryption_key, settings.encryption_old_keys)
+    def from_settings(cls, settings: ResolvedSettings) -> MasterKeyring:
+        """ENCRYPTION_KEY as the current master key, ENCRYPTION_OLD_KEYS as the retired ones."""
+        return cls(
+            settings.encryption_key.get_secret_value(),
+            [key.get_secret_value() for key in settings.encryption_old_keys],
+        )
 
     @property
     def all_keys(self) -> MultiFernet:

@@ -15,8 +15,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
-from app.core.settings import Environment, Settings
+from app.core.settings import Environment, ResolvedSettings, Settings
 
 SECRETS_FILE_NAME = "secrets.json"
 MIN_JWT_SECRET_LENGTH = 32
@@ -26,16 +27,17 @@ class MissingSecretError(RuntimeError):
     """A secret required in production is not configured."""
 
 
-def _valid_fernet_key(name: str, key: str) -> None:
+def _valid_fernet_key(name: str, key: SecretStr) -> None:
     try:
-        Fernet(key)
+        Fernet(key.get_secret_value())
     except ValueError as exc:
         msg = f"{name} is not a valid Fernet key (32 url-safe base64-encoded bytes)"
         raise MissingSecretError(msg) from exc
 
 
 def _check(settings: Settings) -> None:
-    if settings.jwt_secret is not None and len(settings.jwt_secret) < MIN_JWT_SECRET_LENGTH:
+    jwt_secret = settings.jwt_secret
+    if jwt_secret is not None and len(jwt_secret.get_secret_value()) < MIN_JWT_SECRET_LENGTH:
         msg = f"JWT_SECRET must be at least {MIN_JWT_SECRET_LENGTH} characters"
         raise MissingSecretError(msg)
     if settings.encryption_key is not None:
@@ -60,26 +62,28 @@ def _load_or_create_dev_secrets(data_dir: Path) -> dict[str, str]:
     return generated
 
 
-def resolve_secrets(settings: Settings) -> Settings:
-    """Return settings whose `jwt_secret` and `encryption_key` are both set."""
-    _check(settings)
+def resolve_secrets(settings: Settings) -> ResolvedSettings:
+    """The same settings with `jwt_secret` and `encryption_key` both set, checked and typed so.
+
+    Validated again on the way: `model_copy(update=...)` does not validate, so
+    a secret given that way arrives as a plain string.
+    """
+    given = Settings.model_validate(dict(settings))
+    _check(given)
     missing = [
         name
         for name, value in (
-            ("JWT_SECRET", settings.jwt_secret),
-            ("ENCRYPTION_KEY", settings.encryption_key),
+            ("JWT_SECRET", given.jwt_secret),
+            ("ENCRYPTION_KEY", given.encryption_key),
         )
         if not value
     ]
-    if not missing:
-        return settings
-    if settings.env is Environment.PROD:
-        msg = f"ENV=prod requires {' and '.join(missing)} to be set; refusing to start"
-        raise MissingSecretError(msg)
-    generated = _load_or_create_dev_secrets(settings.data_dir)
-    return settings.model_copy(
-        update={
-            "jwt_secret": settings.jwt_secret or generated["jwt_secret"],
-            "encryption_key": settings.encryption_key or generated["encryption_key"],
-        }
-    )
+    values = dict(given)
+    if missing:
+        if given.env is Environment.PROD:
+            msg = f"ENV=prod requires {' and '.join(missing)} to be set; refusing to start"
+            raise MissingSecretError(msg)
+        generated = _load_or_create_dev_secrets(given.data_dir)
+        values["jwt_secret"] = given.jwt_secret or generated["jwt_secret"]
+        values["encryption_key"] = given.encryption_key or generated["encryption_key"]
+    return ResolvedSettings.model_validate(values)

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -34,20 +34,25 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """The server's settings. Secrets may be empty here; see `app.core.secrets`."""
+    """The server's settings as configured; required secrets may still be missing.
+
+    `app.core.secrets.resolve_secrets` fills them in (or refuses) and returns
+    `ResolvedSettings`. Secrets are `SecretStr`: `repr` and logs show stars.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    database_url: str | None = None
+    # May carry a password, so it stays out of `repr(settings)` like the secrets.
+    database_url: str | None = Field(default=None, repr=False)
     data_dir: Path = Path("var")
     env: Environment = Environment.DEV
-    jwt_secret: str | None = None
-    encryption_key: str | None = None
+    jwt_secret: SecretStr | None = None
+    encryption_key: SecretStr | None = None
     # Retired master keys, newest first: still able to unwrap data keys until
     # `python -m app rotate-master-key` has re-wrapped them with ENCRYPTION_KEY.
-    encryption_old_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    encryption_old_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -71,7 +76,7 @@ class Settings(BaseSettings):
     # The language model, reached through LiteLLM (model strings like "openai/gpt-4o-mini").
     llm_model: str | None = None
     llm_api_base: str | None = None
-    llm_api_key: str | None = None
+    llm_api_key: SecretStr | None = None
     # Tried in order when the main model fails after its retries.
     llm_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     llm_supervisor_model: str | None = None
@@ -85,7 +90,7 @@ class Settings(BaseSettings):
     # Embeddings (LiteLLM) for associative memory and note indexing; off when unset.
     embedding_model: str | None = None
     embedding_api_base: str | None = None
-    embedding_api_key: str | None = None
+    embedding_api_key: SecretStr | None = None
     embedding_dim: int = Field(default=1536, ge=8, le=16000)
     embedding_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -151,3 +156,21 @@ class Settings(BaseSettings):
         """CORS_ORIGINS as one anchored regex; `*` matches any run of characters."""
         patterns = [".*".join(re.escape(part) for part in o.split("*")) for o in self.cors_origins]
         return "^(?:" + "|".join(patterns) + ")$" if patterns else "^$"
+
+
+class ResolvedSettings(Settings):
+    """Settings after `app.core.secrets.resolve_secrets`: the JWT secret and the master key are set.
+
+    What the running server holds (`SettingsDep`); code that needs a required
+    secret asks for this type, so it never has to check for a missing one.
+    """
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    jwt_secret: SecretStr
+    encryption_key: SecretStr
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    """The plain text of an optional secret (an API key), for the one call that sends it."""
+    return None if secret is None else secret.get_secret_value()

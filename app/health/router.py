@@ -10,10 +10,11 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.requests import Request
 
 from app import __version__
+from app.chat.dependencies import ChatEngineDep
 from app.core.database import DATABASE_RETRY_AFTER_S
+from app.core.dependencies import EngineDep, SettingsDep
 from app.core.responses import EVERY_ROUTE, ErrorDetail, error
 from app.memory.turns import associative_enabled
 
@@ -48,14 +49,16 @@ async def _database_answers(engine: AsyncEngine) -> bool:
         503, "A dependency is down, or the server is overloaded.", model=Health | ErrorDetail
     ),
 )
-async def health(request: Request, response: Response) -> Health:
+async def health(
+    response: Response, engine: EngineDep, chat_engine: ChatEngineDep, settings: SettingsDep
+) -> Health:
     """`ok` when every dependency answers; otherwise 503 and `degraded`.
 
     `llm` says whether a language model is configured; without one the server
     runs, but chat answers `llm_not_configured`. `embeddings` likewise for the
     embedding model: without it associative memory and note indexing are off.
     """
-    database_ok = await _database_answers(request.app.state.engine)
+    database_ok = await _database_answers(engine)
     if not database_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
@@ -63,8 +66,6 @@ async def health(request: Request, response: Response) -> Health:
         status="ok" if database_ok else "degraded",
         version=__version__,
         database="ok" if database_ok else "unavailable",
-        llm="configured" if request.app.state.chat_engine.supervisors else "not_configured",
-        embeddings="configured"
-        if associative_enabled(request.app.state.settings)
-        else "not_configured",
+        llm="configured" if chat_engine.supervisors else "not_configured",
+        embeddings="configured" if associative_enabled(settings) else "not_configured",
     )

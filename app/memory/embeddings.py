@@ -8,7 +8,7 @@ import litellm
 import openai
 
 from app.core.errors import AppError, ServiceUnavailableError
-from app.core.settings import Settings
+from app.core.settings import Settings, secret_value
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def embed(settings: Settings, text: str) -> list[float]:
             model=settings.embedding_model,
             input=[text],
             api_base=settings.embedding_api_base,
-            api_key=settings.embedding_api_key,
+            api_key=secret_value(settings.embedding_api_key),
             dimensions=settings.embedding_dim,
             timeout=settings.embedding_timeout_s,
             # Providers without a `dimensions` parameter still answer.

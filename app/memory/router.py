@@ -8,7 +8,8 @@ from app.auth.dependencies import CurrentUser
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
 from app.core.errors import NotFoundError
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
-from app.memory import service
+from app.memory import control, core
+from app.memory.cipher import UserCipher
 from app.memory.embeddings import embed
 from app.memory.schemas import EmbedRequest, EmbedResponse, MemoryCounts, MemoryOverview
 
@@ -18,10 +19,10 @@ router = APIRouter(tags=["memory"], responses=EVERY_ROUTE)
 @router.get("/memory", responses=AUTHENTICATED)
 async def overview(user: CurrentUser, session: SessionDep, keyring: KeyringDep) -> MemoryOverview:
     """What the assistant remembers: core preferences in full, the other tiers counted."""
-    cipher = await service.UserCipher.for_user(session=session, keyring=keyring, user_id=user.id)
+    cipher = await UserCipher.for_user(session=session, keyring=keyring, user_id=user.id)
     return MemoryOverview(
-        core=await service.list_core(session=session, cipher=cipher, user_id=user.id),
-        counts=MemoryCounts(**await service.counts(session=session, user_id=user.id)),
+        core=await core.list_core(session=session, cipher=cipher, user_id=user.id),
+        counts=MemoryCounts(**await control.counts(session=session, user_id=user.id)),
     )
 
 
@@ -34,8 +35,8 @@ async def forget_one(
     key: str, user: CurrentUser, session: SessionDep, keyring: KeyringDep
 ) -> Response:
     """Forget one preference: its row is deleted."""
-    cipher = await service.UserCipher.for_user(session=session, keyring=keyring, user_id=user.id)
-    if not await service.forget_core(session=session, cipher=cipher, user_id=user.id, key=key):
+    cipher = await UserCipher.for_user(session=session, keyring=keyring, user_id=user.id)
+    if not await core.forget_core(session=session, cipher=cipher, user_id=user.id, key=key):
         raise NotFoundError(f"Nothing is remembered under {key!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -43,7 +44,7 @@ async def forget_one(
 @router.delete("/memory", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHENTICATED)
 async def forget_all(user: CurrentUser, session: SessionDep) -> Response:
     """Forget everything, in every tier: the rows are deleted."""
-    await service.forget_everything(session=session, user_id=user.id)
+    await control.forget_everything(session=session, user_id=user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

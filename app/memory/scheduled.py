@@ -21,8 +21,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.keys import MasterKeyring
+from app.memory.cipher import UserCipher
 from app.memory.models import Episode, ProactivePattern
-from app.memory.service import UserCipher
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
-from app.memory import service
+from app.memory import core
+from app.memory.cipher import UserCipher
 from app.memory.embeddings import embed
+from app.memory.exchanges import Exchange, remember_exchange
 from app.memory.models import EMBEDDING_COLUMN_DIM
+from app.memory.prompt import render_context
+from app.memory.recall import recall
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def log_memory_mode(settings: Settings) -> None:
 @dataclass
 class TurnMemory:
     user_id: uuid.UUID
-    cipher: service.UserCipher
+    cipher: UserCipher
     timezone: str
     context: str
     vector: list[float] | None
@@ -63,10 +67,8 @@ class TurnMemory:
     ) -> TurnMemory:
         vector = await _embedding_or_none(settings, message)
         async with sessionmaker() as session:
-            cipher = await service.UserCipher.for_user(
-                session=session, keyring=keyring, user_id=user_id
-            )
-            recalled = await service.recall(
+            cipher = await UserCipher.for_user(session=session, keyring=keyring, user_id=user_id)
+            recalled = await recall(
                 session=session,
                 cipher=cipher,
                 user_id=user_id,
@@ -79,7 +81,7 @@ class TurnMemory:
             user_id=user_id,
             cipher=cipher,
             timezone=_timezone(recalled.core.get("timezone"), settings.default_timezone),
-            context=service.render_context(recalled, budget_chars=settings.memory_budget_chars),
+            context=render_context(recalled, budget_chars=settings.memory_budget_chars),
             vector=vector,
         )
 
@@ -87,7 +89,7 @@ class TurnMemory:
         self, sessionmaker: async_sessionmaker[AsyncSession], key: str, value: str
     ) -> None:
         async with sessionmaker() as session:
-            await service.set_core(
+            await core.set_core(
                 session=session, cipher=self.cipher, user_id=self.user_id, key=key, value=value
             )
 
@@ -102,11 +104,11 @@ class TurnMemory:
         """Store the finished exchange; failures are logged, never raised."""
         try:
             async with sessionmaker() as session:
-                await service.remember_exchange(
+                await remember_exchange(
                     session=session,
                     cipher=self.cipher,
                     user_id=self.user_id,
-                    exchange=service.Exchange(
+                    exchange=Exchange(
                         thread=thread,
                         request=request,
                         answer=answer,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from app.core import security
 from app.core.keys import MasterKeyring
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings
 
 PASSWORD = "correct horse battery"
 
@@ -114,14 +114,14 @@ async def test_password_is_stored_only_as_a_bcrypt_hash(
 
 
 async def test_each_user_gets_a_data_key_wrapped_by_the_master_key(
-    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     await register(client, "ada@example.com")
     await register(client, "grace@example.com")
 
     rows = await sql(app, "SELECT wrapped_data_key FROM users")
     wrapped = [bytes(row[0]) for row in rows]  # type: ignore[call-overload]
-    keyring = MasterKeyring.from_settings(settings)
+    keyring: MasterKeyring = app.state.keyring
     ciphers = [keyring.data_key(w) for w in wrapped]
     secret = ciphers[0].encrypt(b"remember this")
     assert ciphers[0].decrypt(secret) == b"remember this"
@@ -238,16 +238,13 @@ async def test_profile_needs_a_token(client: httpx.AsyncClient) -> None:
     assert response.json() == {"detail": "Not authenticated"}
 
 
-async def test_expired_access_token_is_refused(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
+async def test_expired_access_token_is_refused(client: httpx.AsyncClient, app: FastAPI) -> None:
+    settings: ResolvedSettings = app.state.settings
+    secret = settings.jwt_secret.get_secret_value()
     tokens = await register(client)
-    claims = security.decode_access_token(tokens["access_token"], secret=str(settings.jwt_secret))
+    claims = security.decode_access_token(tokens["access_token"], secret=secret)
     expired, _ = security.issue_access_token(
-        user_id=claims.user_id,
-        session_id=claims.session_id,
-        secret=str(settings.jwt_secret),
-        ttl_s=-5,
+        user_id=claims.user_id, session_id=claims.session_id, secret=secret, ttl_s=-5
     )
 
     response = await me(client, expired)

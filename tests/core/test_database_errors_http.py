@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import security
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings, Settings
 from app.main import create_app
 
 UNAVAILABLE = {"detail": "The database is unavailable; try again shortly"}
@@ -53,11 +53,13 @@ async def client_without_database(
 async def test_auth_routes_answer_503_with_retry_after_when_the_database_is_down(
     app_without_database: FastAPI, client_without_database: httpx.AsyncClient
 ) -> None:
-    settings: Settings = app_without_database.state.settings
-    assert settings.jwt_secret is not None
+    settings: ResolvedSettings = app_without_database.state.settings
     # A well-signed token, so the request gets as far as the database.
     token, _ = security.issue_access_token(
-        user_id=uuid.uuid4(), session_id=uuid.uuid4(), secret=settings.jwt_secret, ttl_s=60
+        user_id=uuid.uuid4(),
+        session_id=uuid.uuid4(),
+        secret=settings.jwt_secret.get_secret_value(),
+        ttl_s=60,
     )
 
     login = await client_without_database.post("/api/v1/auth/login", json=CREDENTIALS)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app import cli
 from app.core.keys import KeyUnavailableError, MasterKeyring
 from app.core.settings import Settings
+from tests.master_key import rotate_master_key
 
 
 def test_retired_master_key_still_opens_until_rewrapped() -> None:
@@ -31,10 +28,7 @@ def test_retired_master_key_still_opens_until_rewrapped() -> None:
 
 
 async def test_rotate_master_key_command_keeps_user_data_readable(
-    client: httpx.AsyncClient,
-    app: FastAPI,
-    make_settings: Callable[..., Settings],
-    settings: Settings,
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
     for email in ("ada@example.com", "grace@example.com"):
         response = await client.post(
@@ -46,20 +40,12 @@ async def test_rotate_master_key_command_keeps_user_data_readable(
             email: bytes(key)
             for email, key in await conn.execute(text("SELECT email, wrapped_data_key FROM users"))
         }
-    old_keyring = MasterKeyring.from_settings(settings)
+    old_keyring: MasterKeyring = app.state.keyring
     encrypted = {
         email: old_keyring.data_key(key).encrypt(email.encode()) for email, key in before.items()
     }
-    new_key = Fernet.generate_key().decode()
 
-    # The operator sets the new key, keeps the old one as retired, and runs the command.
-    rotation = make_settings(
-        database_url=settings.database_url,
-        encryption_key=new_key,
-        encryption_old_keys=[settings.encryption_key],
-    )
-    # The command runs its own event loop, as it does from a shell.
-    await asyncio.to_thread(cli.rotate_master_key, rotation)
+    new_key = await rotate_master_key(settings)
 
     async with app.state.engine.connect() as conn:
         after = {

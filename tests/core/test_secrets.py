@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from app.core.secrets import SECRETS_FILE_NAME, MissingSecretError, resolve_secrets
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings, Settings
 
 
 def bare_settings(tmp_path: Path, **values: object) -> Settings:
@@ -20,10 +21,9 @@ def test_dev_generates_missing_secrets_once_and_keeps_them(tmp_path: Path) -> No
     first = resolve_secrets(bare_settings(tmp_path))
     second = resolve_secrets(bare_settings(tmp_path))
 
-    assert first.jwt_secret
-    assert first.encryption_key
+    assert first.jwt_secret.get_secret_value()
     assert (first.jwt_secret, first.encryption_key) == (second.jwt_secret, second.encryption_key)
-    Fernet(first.encryption_key)  # a usable key
+    Fernet(first.encryption_key.get_secret_value())  # a usable key
     secrets_file = tmp_path / SECRETS_FILE_NAME
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
 
@@ -33,8 +33,8 @@ def test_dev_uses_the_given_secret_and_generates_only_the_missing_one(tmp_path: 
 
     resolved = resolve_secrets(bare_settings(tmp_path, jwt_secret=given))
 
-    assert resolved.jwt_secret == given
-    assert resolved.encryption_key
+    assert resolved.jwt_secret.get_secret_value() == given
+    assert resolved.encryption_key.get_secret_value()
     assert given not in (tmp_path / SECRETS_FILE_NAME).read_text()
 
 
@@ -61,7 +61,35 @@ def test_prod_starts_with_both_secrets(tmp_path: Path) -> None:
         bare_settings(tmp_path, env="prod", jwt_secret="s" * 40, encryption_key=key)
     )
 
-    assert resolved.encryption_key == key
+    assert resolved.encryption_key.get_secret_value() == key
+
+
+def test_a_secret_set_without_validation_is_resolved_as_a_secret(tmp_path: Path) -> None:
+    key = Fernet.generate_key().decode()
+    # `model_copy(update=...)` does not validate: the key arrives as a plain string.
+    copied = bare_settings(tmp_path).model_copy(update={"encryption_key": key})
+
+    resolved = resolve_secrets(copied)
+
+    assert isinstance(resolved, ResolvedSettings)
+    assert resolved.encryption_key == SecretStr(key)
+
+
+def test_no_secret_shows_in_the_settings_repr(tmp_path: Path) -> None:
+    secrets = {
+        "jwt_secret": "a-jwt-secret-given-by-the-operator-0123456789",
+        "encryption_key": Fernet.generate_key().decode(),
+        "encryption_old_keys": Fernet.generate_key().decode(),
+        "llm_api_key": "sk-llm-key-0123456789",
+        "embedding_api_key": "sk-embedding-key-0123456789",
+    }
+    settings = bare_settings(
+        tmp_path, database_url="postgresql://adiuva:db-password-0123@db/adiuva", **secrets
+    )
+
+    for shown in (repr(settings), str(settings), repr(resolve_secrets(settings))):
+        for secret in [*secrets.values(), "db-password-0123"]:
+            assert secret not in shown
 
 
 @pytest.mark.parametrize(

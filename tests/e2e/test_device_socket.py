@@ -23,14 +23,10 @@ SELECT_TASKS = {"action": "select", "table": "tasks"}
 
 async def test_bad_or_expired_token_is_refused_with_1008(live: Live) -> None:
     account = await live.account()
-    claims = security.decode_access_token(
-        account.token, secret=str(live.app.state.settings.jwt_secret)
-    )
+    secret = live.app.state.settings.jwt_secret.get_secret_value()
+    claims = security.decode_access_token(account.token, secret=secret)
     expired, _ = security.issue_access_token(
-        user_id=claims.user_id,
-        session_id=claims.session_id,
-        secret=str(live.app.state.settings.jwt_secret),
-        ttl_s=-1,
+        user_id=claims.user_id, session_id=claims.session_id, secret=secret, ttl_s=-1
     )
 
     for token, reason in (("garbage", "Invalid access token"), (expired, "Access token expired")):

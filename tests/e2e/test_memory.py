@@ -7,14 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from app import cli
 from app.core.settings import Settings
 from app.memory.turns import TurnMemory
 from tests.e2e.conftest import Live, running
 from tests.e2e.server_process import free_port
+from tests.master_key import rotate_master_key
 from tests.memory.test_memory_service import dump_database
 
 EMBEDDINGS = {"embedding_model": "openai/text-embedding-3-small"}
@@ -174,15 +173,8 @@ async def test_master_key_rotation_keeps_threads_and_memory(
     client = await assistant.desktop(account)
     assistant.policy.plan("remember I like tea", memory=("drink", "tea"))
     await client.chat("remember I like tea", thread_id="kept")
-    old = assistant_settings("unused")
-    new_key = Fernet.generate_key().decode()
 
-    await asyncio.to_thread(
-        cli.rotate_master_key,
-        old.model_copy(
-            update={"encryption_key": new_key, "encryption_old_keys": [old.encryption_key]}
-        ),
-    )
+    new_key = await rotate_master_key(assistant_settings("unused"))
 
     llm = assistant.llm
     assert llm is not None

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import text, update
 
-from app import cli
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
-from app.memory import service
+from app.memory import core, exchanges
+from app.memory import recall as memory_recall
+from app.memory.cipher import UserCipher
 from app.memory.models import EMBEDDING_COLUMN_DIM, Episode
+from app.memory.prompt import render_context
+from app.memory.recall import Recall
 from app.memory.scheduled import derive_patterns
+from tests.master_key import rotate_master_key
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -44,9 +45,9 @@ async def new_user(client: httpx.AsyncClient) -> uuid.UUID:
     return uuid.UUID(me.json()["id"])
 
 
-async def cipher_for(app: FastAPI, user_id: uuid.UUID) -> service.UserCipher:
+async def cipher_for(app: FastAPI, user_id: uuid.UUID) -> UserCipher:
     async with app.state.sessionmaker() as session:
-        return await service.UserCipher.for_user(
+        return await UserCipher.for_user(
             session=session, keyring=app.state.keyring, user_id=user_id
         )
 
@@ -56,11 +57,11 @@ async def remember(
 ) -> None:
     cipher = await cipher_for(app, user_id)
     async with app.state.sessionmaker() as session:
-        await service.remember_exchange(
+        await exchanges.remember_exchange(
             session=session,
             cipher=cipher,
             user_id=user_id,
-            exchange=service.Exchange(
+            exchange=exchanges.Exchange(
                 thread="t",
                 request=request,
                 answer=f"answer to {request}",
@@ -72,10 +73,10 @@ async def remember(
 
 async def recall(
     app: FastAPI, user_id: uuid.UUID, query: list[float] | None, **kw: object
-) -> service.Recall:
+) -> Recall:
     cipher = await cipher_for(app, user_id)
     async with app.state.sessionmaker() as session:
-        return await service.recall(
+        return await memory_recall.recall(
             session=session,
             cipher=cipher,
             user_id=user_id,
@@ -112,15 +113,15 @@ async def test_another_users_memory_is_never_returned(
     await remember(app, ada, "ada's private matter", direction(1))
     cipher = await cipher_for(app, ada)
     async with app.state.sessionmaker() as session:
-        await service.set_core(session=session, cipher=cipher, user_id=ada, key="pet", value="Rex")
+        await core.set_core(session=session, cipher=cipher, user_id=ada, key="pet", value="Rex")
 
     found = await recall(app, grace, direction(1), top_k=10)
 
-    assert found == service.Recall(core={}, patterns=[], similar=[], episodes=[])
+    assert found == Recall(core={}, patterns=[], similar=[], episodes=[])
 
 
 async def test_the_context_block_never_exceeds_its_budget() -> None:
-    memory = service.Recall(
+    memory = Recall(
         core={f"key{n}": "v" * 300 for n in range(20)},
         patterns=["p" * 900] * 5,
         similar=["s" * 900] * 10,
@@ -128,11 +129,11 @@ async def test_the_context_block_never_exceeds_its_budget() -> None:
     )
 
     for budget in (200, 1000, 4000):
-        block = service.render_context(memory, budget_chars=budget)
+        block = render_context(memory, budget_chars=budget)
         assert len(block) <= budget
         assert block.startswith("What the user asked you to remember:")
-    small = service.render_context(
-        service.Recall(core={"timezone": "Europe/Berlin"}, patterns=[], similar=[], episodes=["x"]),
+    small = render_context(
+        Recall(core={"timezone": "Europe/Berlin"}, patterns=[], similar=[], episodes=["x"]),
         budget_chars=4000,
     )
     assert small == (
@@ -148,7 +149,7 @@ async def test_nothing_remembered_is_readable_in_the_database(
     await remember(app, user, secret, direction(1))
     cipher = await cipher_for(app, user)
     async with app.state.sessionmaker() as session:
-        await service.set_core(
+        await core.set_core(
             session=session, cipher=cipher, user_id=user, key="accountant", value="Zelda Quibble"
         )
     for week in range(4):
@@ -216,14 +217,16 @@ async def test_proactive_pass_finds_a_weekly_habit(app: FastAPI, client: httpx.A
 
 
 async def store_episode(
-    app: FastAPI, cipher: service.UserCipher, user: uuid.UUID, request: str, at: datetime
+    app: FastAPI, cipher: UserCipher, user: uuid.UUID, request: str, at: datetime
 ) -> None:
     async with app.state.sessionmaker() as session:
-        await service.remember_exchange(
+        await exchanges.remember_exchange(
             session=session,
             cipher=cipher,
             user_id=user,
-            exchange=service.Exchange(thread="t", request=request, answer="ok", at=at, vector=None),
+            exchange=exchanges.Exchange(
+                thread="t", request=request, answer="ok", at=at, vector=None
+            ),
         )
         await session.execute(
             update(Episode)
@@ -237,27 +240,18 @@ async def store_episode(
 
 
 async def test_master_key_rotation_keeps_memory_readable(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    settings: Settings,
-    make_settings: Callable[..., Settings],
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     user = await new_user(client)
     await remember(app, user, "remember the blue folder", direction(1))
-    new_key = Fernet.generate_key().decode()
-    rotation = make_settings(
-        database_url=settings.database_url,
-        encryption_key=new_key,
-        encryption_old_keys=[settings.encryption_key],
-    )
 
-    await asyncio.to_thread(cli.rotate_master_key, rotation)
+    new_key = await rotate_master_key(settings)
 
     async with app.state.sessionmaker() as session:
-        cipher = await service.UserCipher.for_user(
+        cipher = await UserCipher.for_user(
             session=session, keyring=MasterKeyring(new_key), user_id=user
         )
-        found = await service.recall(
+        found = await memory_recall.recall(
             session=session, cipher=cipher, user_id=user, query_vector=direction(1),
             top_k=1, recent_episodes=1, pattern_threshold=0.6,
         )  # fmt: skip

@@ -9,11 +9,13 @@ import pytest
 
 from app.core.database import create_engine, create_sessionmaker
 from app.core.keys import MasterKeyring
+from app.core.secrets import resolve_secrets
 from app.core.settings import Settings
 from app.memory.scheduled import run_pattern_pass_forever
 from tests.e2e.server_process import free_port
 
 
+@pytest.mark.integration  # its database is a closed loopback port
 async def test_a_failed_pass_does_not_end_the_job(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -23,7 +25,7 @@ async def test_a_failed_pass_does_not_end_the_job(
     job = asyncio.create_task(
         run_pattern_pass_forever(
             sessionmaker=create_sessionmaker(engine),
-            keyring=MasterKeyring.from_settings(settings),
+            keyring=MasterKeyring.from_settings(resolve_secrets(settings)),
             interval_s=0.01,
         )
     )
