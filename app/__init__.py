@@ -1,8 +1,14 @@
 """Adiuva server: the agent brain behind the Adiuva desktop app."""
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    # pyproject.toml's `[project] version`, the one place it is written.
+    __version__ = version("adiuva-server")
+except PackageNotFoundError as exc:
+    msg = "adiuva-server is not installed: run `make install` (or `pip install -e .`)"
+    raise ImportError(msg) from exc
 
 # LiteLLM downloads its model cost map at import unless told to use the bundled
 # copy; the server must never reach for the internet on its own. Set here, the

@@ -1,4 +1,9 @@
-"""Command line: `python -m app [serve | migrate | rotate-master-key]`."""
+"""Command line: `adiuva-server [serve | migrate | rotate-master-key]` (or `python -m app ...`).
+
+`serve` and `migrate` apply the migrations under a PostgreSQL advisory lock
+(see `app.core.migrations`), so several replicas starting at once, or a
+separate `migrate` step racing a replica, cannot migrate concurrently.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from app.core.embedded_db import provisioned_database
 from app.core.keys import MasterKeyring
 from app.core.logging import configure_logging
 from app.core.secrets import MissingSecretError, resolve_secrets
-from app.core.settings import Settings
+from app.core.settings import ResolvedSettings, Settings
 from app.main import create_app
 
 logger = logging.getLogger("app.cli")
@@ -32,7 +37,7 @@ def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: ResolvedSettings) -> None:
     """Migrate, then serve until SIGINT/SIGTERM.
 
     The embedded database (when DATABASE_URL is unset) is restarted if it dies
@@ -54,7 +59,8 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run()
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: ResolvedSettings) -> None:
+    """Apply the migrations and exit (a deployment's one-off `migrate` step)."""
     with provisioned_database(settings) as database_url:
         migrations.upgrade(database_url)
     logger.info("database is at the latest migration")
@@ -72,7 +78,7 @@ async def _rewrap(database_url: str, keyring: MasterKeyring) -> tuple[int, int]:
         await engine.dispose()
 
 
-def rotate_master_key(settings: Settings) -> None:
+def rotate_master_key(settings: ResolvedSettings) -> None:
     """Move everything to ENCRYPTION_KEY (old keys in ENCRYPTION_OLD_KEYS).
 
     Re-wraps every user's data key and re-encrypts the conversation checkpoints.
@@ -90,8 +96,15 @@ COMMANDS = {"serve": serve, "migrate": migrate, "rotate-master-key": rotate_mast
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    parser.add_argument("command", nargs="?", default="serve", choices=sorted(COMMANDS))
+    parser = argparse.ArgumentParser(prog="adiuva-server", description="The Adiuva agent server.")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=sorted(COMMANDS),
+        help="serve (the default): migrate, then serve; migrate: migrate and exit; "
+        "rotate-master-key: re-encrypt everything with ENCRYPTION_KEY",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()

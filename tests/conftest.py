@@ -18,6 +18,8 @@ from app.core.settings import Settings
 from app.main import create_app
 from tests.databases import TestDatabases
 
+pytest_plugins = ["tests.markers"]
+
 
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:

@@ -1,10 +1,12 @@
-"""Alembic migrations: a full round trip, and models that match them."""
+"""Alembic migrations: a full round trip, models that match them, and upgrades that take turns."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core import migrations
+from app.core.database_urls import libpq_url
 from app.core.models_registry import metadata
 from tests.databases import TestDatabases
 
@@ -56,6 +59,58 @@ async def test_upgrade_downgrade_upgrade_round_trip(empty_database_url: str) -> 
 
     await asyncio.to_thread(migrations.upgrade, empty_database_url)
     assert await tables(empty_database_url) >= APP_TABLES
+
+
+async def revision(url: str) -> str | None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await migrations.database_revision(conn)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrades_started_together_take_turns_and_both_succeed(
+    empty_database_url: str,
+) -> None:
+    # As two replicas starting at once on a fresh database; without the advisory lock
+    # they would migrate at the same time and one would fail.
+    await asyncio.gather(
+        asyncio.to_thread(migrations.upgrade, empty_database_url),
+        asyncio.to_thread(migrations.upgrade, empty_database_url),
+    )
+
+    assert await tables(empty_database_url) >= APP_TABLES
+    assert await revision(empty_database_url) == migrations.head_revision()
+
+
+async def test_an_upgrade_waits_while_another_holds_the_migration_lock(
+    empty_database_url: str,
+) -> None:
+    holder = await psycopg.AsyncConnection.connect(libpq_url(empty_database_url), autocommit=True)
+    try:
+        await holder.execute("SELECT pg_advisory_lock(%s)", (migrations.MIGRATION_LOCK_KEY,))
+        upgrade = asyncio.create_task(asyncio.to_thread(migrations.upgrade, empty_database_url))
+        await asyncio.sleep(1.0)
+        assert not upgrade.done()
+        assert await tables(empty_database_url) == set()
+
+        await holder.execute("SELECT pg_advisory_unlock(%s)", (migrations.MIGRATION_LOCK_KEY,))
+        await asyncio.wait_for(upgrade, timeout=60)
+    finally:
+        await holder.close()
+
+    assert await revision(empty_database_url) == migrations.head_revision()
+
+
+async def test_migrating_depends_on_no_working_directory(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+
+    assert await revision(empty_database_url) == migrations.head_revision()
 
 
 async def test_models_and_migrations_agree(database_url: str) -> None:

@@ -247,6 +247,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.integration  # connects to a closed loopback port
 def test_main_exits_with_2_when_the_server_is_unreachable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

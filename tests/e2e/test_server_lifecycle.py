@@ -1,4 +1,7 @@
-"""`make run`'s server as a process: embedded database, restart, clean shutdown."""
+"""`make run`'s server as a process: embedded database, restart, clean shutdown, probes.
+
+Also the installed `adiuva-server` script, run away from the source tree.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ def test_embedded_server_stops_cleanly_and_keeps_accounts_across_restarts(
 
     first = ServerProcess(data_dir=data_dir)
     first.start()
+    assert httpx.get(f"{first.base_url}/api/v1/health/live").json() == {"status": "ok"}
+    assert httpx.get(f"{first.base_url}/api/v1/health/ready").status_code == 200
     registered = httpx.post(f"{first.base_url}/api/v1/auth/register", json=CREDENTIALS)
     assert registered.status_code == 201
     assert running_postgres_for(pgdata), "the embedded PostgreSQL should be running"
@@ -74,3 +79,28 @@ def test_prod_without_secrets_refuses_to_start_and_says_why(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "ENV=prod requires JWT_SECRET and ENCRYPTION_KEY to be set" in result.stderr
     assert not (tmp_path / "var" / "postgres").exists()
+
+
+def test_the_installed_script_migrates_from_any_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("adiuva-server")
+    assert script.exists(), "the project is not installed (make install)"
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "ENV"}}
+    env.update(DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="INFO")
+
+    runs = [
+        subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+            [script, "migrate"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        for _ in range(2)
+    ]
+
+    for run in runs:  # the second finds nothing to do
+        assert run.returncode == 0, run.stderr
+        assert "database is at the latest migration" in run.stderr
+    assert running_postgres_for(tmp_path / "var" / "postgres") == []

@@ -42,6 +42,7 @@ from tests.llm.scripted_openai import (
 litellm.suppress_debug_info = True
 
 pytestmark = [
+    pytest.mark.integration,  # the scripted server listens on loopback
     # Raised inside litellm and pydantic while they build response objects, not here.
     pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
     pytest.mark.filterwarnings("ignore:Item 'summary' on TypedDict:UserWarning"),

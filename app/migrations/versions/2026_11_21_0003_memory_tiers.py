@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from pgvector.sqlalchemy import VECTOR
-
 from alembic import op
+from pgvector.sqlalchemy import VECTOR
 
 revision: str = "0003"
 down_revision: str | None = "0002"

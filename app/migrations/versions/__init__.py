@@ -1,0 +1,1 @@
+"""The migration scripts (date-prefixed names; Alembic skips this file)."""
