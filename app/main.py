@@ -68,7 +68,7 @@ def create_app(
             max_per_user=settings.ws_max_connections_per_user,
             max_total=settings.ws_max_connections,
         )
-        chat_engine = await ChatEngine.start(settings, app.state.keyring)
+        chat_engine = await ChatEngine.start(settings, app.state.keyring, database_url)
         log_memory_mode(settings)
         app.state.chat_engine = chat_engine
         app.state.chat_service = ChatService(

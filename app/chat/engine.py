@@ -45,7 +45,9 @@ class ChatEngine:
     _pool: AsyncConnectionPool[Any] | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, keyring: MasterKeyring) -> ChatEngine:
+    async def start(
+        cls, settings: Settings, keyring: MasterKeyring, database_url: str
+    ) -> ChatEngine:
         config = model_config(settings)
         try:
             supervisor_model = chat_model(config, "supervisor")
@@ -53,9 +55,8 @@ class ChatEngine:
         except LLMNotConfiguredError as exc:
             logger.warning("chat is off: %s", exc)
             return cls(supervisors=None, not_configured=str(exc))
-        assert settings.database_url is not None
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            libpq_url(settings.database_url),
+            libpq_url(database_url),
             open=False,
             max_size=10,
             # Fail a turn within seconds when the database is away; drop dead connections first.

@@ -17,8 +17,6 @@ from starlette.requests import HTTPConnection
 
 from app.core.keys import MasterKeyring
 from app.core.settings import ResolvedSettings
-from app.device.connection import ChatHandler
-from app.device.registry import DeviceRegistry
 
 
 def _settings(conn: HTTPConnection) -> ResolvedSettings:
@@ -48,22 +46,9 @@ async def _session(
         yield session
 
 
-def _device_registry(conn: HTTPConnection) -> DeviceRegistry:
-    registry: DeviceRegistry = conn.app.state.device_registry
-    return registry
-
-
-def _chat_handler(conn: HTTPConnection) -> ChatHandler:
-    handler: ChatHandler = conn.app.state.chat_handler
-    return handler
-
-
 SettingsDep = Annotated[ResolvedSettings, Depends(_settings)]
 KeyringDep = Annotated[MasterKeyring, Depends(_keyring)]
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 # For work that outlives one request's session (a socket opens one per message).
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
-DeviceRegistryDep = Annotated[DeviceRegistry, Depends(_device_registry)]
-# What a device's chat request runs: the chat service, or a test's scripted turn.
-ChatHandlerDep = Annotated[ChatHandler, Depends(_chat_handler)]

@@ -163,8 +163,8 @@ async def _database_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
     return error_response(database_unavailable_error())
 
 
-def error_frame(exc: BaseException, request_id: str) -> Error:
-    """The `error` frame for a device request that failed with `exc`.
+def error_frame(exc: BaseException, request_id: str | None = None) -> Error:
+    """The `error` frame for a device request (or connection) that failed with `exc`.
 
     The socket's twin of the HTTP handlers above: the same exceptions, the same
     words. Anything unanticipated is `internal_error`, its details in the log.

@@ -7,13 +7,15 @@ import logging
 from fastapi import APIRouter, WebSocket
 
 from app.auth import service as auth_service
-from app.core.database import DATABASE_RETRY_AFTER_S, DATABASE_UNAVAILABLE, is_database_unavailable
-from app.core.errors import UnauthorizedError
+from app.core.database import is_database_unavailable
+from app.core.dependencies import SessionmakerDep, SettingsDep
+from app.core.errors import UnauthorizedError, error_frame
 from app.core.settings import Settings
 from app.device.connection import CloseCode, DeviceConnection
-from app.device.frames import Error, ErrorCode
+from app.device.dependencies import ChatHandlerDep, DeviceRegistryDep
 from app.device.protocol import DeviceProtocol, ProtocolLimits
-from app.device.registry import ConnectionLimitError, DeviceRegistry
+from app.device.registry import ConnectionLimitError
+from protocol.frames import Error, ErrorCode
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -31,12 +33,16 @@ def protocol_limits(settings: Settings) -> ProtocolLimits:
 
 
 @router.websocket("/ws/device")
-async def device_socket(websocket: WebSocket, token: str = "") -> None:
-    state = websocket.app.state
-    settings: Settings = state.settings
-    registry: DeviceRegistry = state.device_registry
+async def device_socket(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    registry: DeviceRegistryDep,
+    chat_handler: ChatHandlerDep,
+    token: str = "",
+) -> None:
     try:
-        async with state.sessionmaker() as session:
+        async with sessionmaker() as session:
             signed_in = await auth_service.sign_in_with_token(
                 session=session, settings=settings, access_token=token
             )
@@ -50,20 +56,14 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
         if not is_database_unavailable(exc):
             raise
         # Not the token's fault: say "later" the way connection limits do (1013).
-        logger.warning("device connect refused: database unavailable")
         await websocket.accept()
-        error = Error(
-            code=ErrorCode.SERVICE_UNAVAILABLE,
-            message=DATABASE_UNAVAILABLE,
-            retry_after=DATABASE_RETRY_AFTER_S,
-        )
-        await websocket.send_text(error.to_json())
+        await websocket.send_text(error_frame(exc).to_json())
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "server temporarily unavailable")
         return
     user = signed_in.user
 
     async def still_signed_in() -> bool:
-        async with state.sessionmaker() as session:
+        async with sessionmaker() as session:
             return await auth_service.login_is_active(
                 session=session, session_id=signed_in.session_id
             )
@@ -85,7 +85,7 @@ async def device_socket(websocket: WebSocket, token: str = "") -> None:
             user_id=user.id,
             protocol=DeviceProtocol(limits=protocol_limits(settings)),
             registry=registry,
-            chat_handler=state.chat_handler,
+            chat_handler=chat_handler,
             tool_call_timeout_s=settings.tool_call_timeout_s,
             still_signed_in=still_signed_in,
         )
