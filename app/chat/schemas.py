@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.json_depth import nests_deeper_than
-from app.device.frames import MAX_MESSAGE_CHARS, Mutation
+from protocol.frames import MAX_MESSAGE_CHARS, Mutation
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 32
