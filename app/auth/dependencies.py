@@ -10,11 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
 
 from app.auth import service
 from app.auth.models import User
-from app.core.dependencies import SessionDep, SettingsDep
+from app.core.dependencies import SessionDep, SettingsDep, from_state
 from app.core.errors import UnauthorizedError
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -32,10 +31,5 @@ async def _current_user(
     )
 
 
-def _password_checks(conn: HTTPConnection) -> service.PasswordChecks:
-    checks: service.PasswordChecks = conn.app.state.password_checks
-    return checks
-
-
 CurrentUser = Annotated[User, Depends(_current_user)]
-PasswordChecksDep = Annotated[service.PasswordChecks, Depends(_password_checks)]
+PasswordChecksDep = Annotated[service.PasswordChecks, Depends(from_state("password_checks"))]

@@ -8,8 +8,8 @@ aliases serve HTTP routes and WebSocket endpoints.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,24 +19,20 @@ from app.core.keys import MasterKeyring
 from app.core.settings import ResolvedSettings
 
 
-def _settings(conn: HTTPConnection) -> ResolvedSettings:
-    settings: ResolvedSettings = conn.app.state.settings
-    return settings
+def from_state(name: str) -> Callable[[HTTPConnection], Any]:
+    """A dependency giving what the lifespan stored as `app.state.<name>`.
+
+    Its type is the one the `Annotated` alias declares; every alias of every
+    domain is built from this, so `app.state` is read in this one place.
+    """
+
+    def dependency(conn: HTTPConnection) -> Any:
+        return getattr(conn.app.state, name)
+
+    return dependency
 
 
-def _keyring(conn: HTTPConnection) -> MasterKeyring:
-    keyring: MasterKeyring = conn.app.state.keyring
-    return keyring
-
-
-def _engine(conn: HTTPConnection) -> AsyncEngine:
-    engine: AsyncEngine = conn.app.state.engine
-    return engine
-
-
-def _sessionmaker(conn: HTTPConnection) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = conn.app.state.sessionmaker
-    return sessionmaker
+_sessionmaker = from_state("sessionmaker")
 
 
 async def _session(
@@ -46,9 +42,9 @@ async def _session(
         yield session
 
 
-SettingsDep = Annotated[ResolvedSettings, Depends(_settings)]
-KeyringDep = Annotated[MasterKeyring, Depends(_keyring)]
-EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+SettingsDep = Annotated[ResolvedSettings, Depends(from_state("settings"))]
+KeyringDep = Annotated[MasterKeyring, Depends(from_state("keyring"))]
+EngineDep = Annotated[AsyncEngine, Depends(from_state("engine"))]
 # For work that outlives one request's session (a socket opens one per message).
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
