@@ -13,7 +13,10 @@ as in production.
 A typical turn is the one `benchmarks.turn` times in-process (its
 `typical_turn` script: supervisor -> `task` -> task_agent -> `list_tasks` on the
 desktop -> answers, 4 model calls); that in-process figure is measured in the
-same run with `benchmarks.turn.measure` and printed beside ours. Figures:
+same run with `benchmarks.turn.measure` and printed beside ours, with two more
+in-process runs of the same graph, no server around it: its model `ChatLiteLLM`
+to the scripted model, and a bare model on the OpenAI SDK (what LiteLLM costs).
+Figures:
 
 - server CPU per turn, the server process and its PostgreSQL (every backend)
   apart, read with psutil around each phase;
@@ -37,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -90,6 +92,9 @@ EMBEDDING_MODEL = "openai/text-embedding-3-small"
 TYPICAL_MESSAGE = "What are my tasks?"
 DIRECT_MESSAGE = "hello"
 DIRECT_ANSWER = "Hello! How can I help you today?"
+LONG_MESSAGE = "tell me a story"
+LONG_CHUNKS = 300
+LONG_ANSWER = ("Once upon a time " * LONG_CHUNKS)[: 4 * LONG_CHUNKS]  # 4 characters a chunk
 PASSWORD = "a long passphrase"  # noqa: S105 - benchmark accounts on a throwaway database
 TURN_TIMEOUT_S = 60.0
 SLOW_TURN_S = 5.0
@@ -111,8 +116,11 @@ TYPICAL_ANSWER = _typical_answer()
 def policy(request: ChatRequest) -> ReplyLike:
     """`benchmarks.turn.typical_turn` for the HTTP model; "hello" is answered at once."""
     last = request.last_message
-    if last.role == "user" and last.text == DIRECT_MESSAGE and "task" in request.tool_names:
-        return TextReply(DIRECT_ANSWER)
+    if last.role == "user" and "task" in request.tool_names:
+        if last.text == DIRECT_MESSAGE:
+            return TextReply(DIRECT_ANSWER)
+        if last.text == LONG_MESSAGE:
+            return TextReply(LONG_ANSWER, chunk_size=4)
     message: BaseMessage = (
         HumanMessage(last.text)
         if last.role == "user"
@@ -362,6 +370,10 @@ def typical(device: Device) -> Callable[[], Awaitable[Sample]]:
 
 def direct(device: Device) -> Callable[[], Awaitable[Sample]]:
     return lambda: device_turn(device.client, DIRECT_MESSAGE, DIRECT_ANSWER, fresh_thread())
+
+
+def long(device: Device) -> Callable[[], Awaitable[Sample]]:
+    return lambda: device_turn(device.client, LONG_MESSAGE, LONG_ANSWER, fresh_thread())
 
 
 def rest(http: httpx.AsyncClient, device: Device) -> Callable[[], Awaitable[Sample]]:
@@ -686,7 +698,7 @@ FEATURES: list[tuple[str, Feature, bool]] = [
     ("thread state read (ChatService._thread_start)", named("ChatService._thread_start"), False),
     ("formatter + tag filter", anywhere(TAGS), False),
     ("device socket: frames in and out", anywhere(SOCKET, SOCKET_FUNCTIONS), False),
-    ("REST: uvicorn http, starlette, fastapi", anywhere(REST), False),
+    ("REST requests (uvicorn's HTTP protocol)", anywhere(("uvicorn/protocols/http/",)), False),
     ("SQLAlchemy + asyncpg, anywhere", anywhere(("sqlalchemy/", "asyncpg/")), False),
     ("psycopg (the checkpointer's driver)", anywhere(("psycopg/", "psycopg_pool/")), False),
     ("pydantic, anywhere", anywhere(("pydantic/", "pydantic_core/")), False),
@@ -747,6 +759,7 @@ def profile_report(path: Path, turns: int | None = None, top: int = 25) -> str:
 class Plan:
     single: int = 200
     direct: int = 100
+    long: int = 50
     bare: int = 200
     rest: int = 100
     each_10: int = 20
@@ -758,7 +771,7 @@ class Plan:
 
 
 QUICK = Plan(
-    single=40, direct=30, bare=50, rest=30, each_10=4, each_50=2, rest_each_10=3,
+    single=40, direct=30, long=15, bare=50, rest=30, each_10=4, each_50=2, rest_each_10=3,
     growth=60, baseline=50, profile=60,
 )  # fmt: skip
 
@@ -800,6 +813,7 @@ class Results:
     idle_ms_per_s: float
     one: Phase
     hello: Phase
+    story: Phase
     bare_first_ms: float
     bare_total_ms: float
     ten: Phase
@@ -818,6 +832,7 @@ async def timed_phases(
     idle_after = meter.read()
     one = await run_phase(meter, [typical(devices[0])], plan.single)
     hello = await run_phase(meter, [direct(devices[0])], plan.direct)
+    story = await run_phase(meter, [long(devices[0])], plan.long)
     bare_first, bare_total = await bare_model(api_base, plan.bare)
     ten = await run_phase(meter, [typical(d) for d in devices[:10]], plan.each_10)
     fifty = await run_phase(meter, [typical(d) for d in devices], plan.each_50)
@@ -828,6 +843,7 @@ async def timed_phases(
         idle_ms_per_s=(idle_after.server - idle_before.server) * 1000 / 2,
         one=one,
         hello=hello,
+        story=story,
         bare_first_ms=bare_first,
         bare_total_ms=bare_total,
         ten=ten,
@@ -955,15 +971,16 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def report(say: Report, plan: Plan, r: Results, base: Baseline, again_p50: float) -> None:
-    base_p50 = base.fake_p50
+    # Measured before and after the server phases; the lower is the baseline (noise only adds).
+    base_p50 = min(base.fake_p50, again_p50)
     say(
         "server turn: python -m app serve, device socket, LiteLLM -> scripted zero-latency model "
         "(own process), PostgreSQL checkpointer, memory + embeddings, encryption, tag filter"
     )
     say(
         f"in-process graph, fake chat model (benchmarks.turn.measure, same run): p50 "
-        f"{base_p50:.1f} ms  p99 {base.fake_p99:.1f} ms ({plan.baseline} turns; "
-        f"{again_p50:.1f} ms again at the end)"
+        f"{base.fake_p50:.1f} ms  p99 {base.fake_p99:.1f} ms ({plan.baseline} turns; "
+        f"{again_p50:.1f} ms again at the end; baseline {base_p50:.1f} ms)"
     )
     say(
         f"in-process graph, ChatLiteLLM to the scripted model, no server: p50 "
@@ -1017,6 +1034,13 @@ def report(say: Report, plan: Plan, r: Results, base: Baseline, again_p50: float
     say(
         f"  latency p50 {hello_lat.p50:.1f} ms  p99 {hello_lat.p99:.1f} ms; CPU per turn: server "
         f"{hello.cpu.server * 1000:.1f} ms + PostgreSQL {hello.cpu.postgres * 1000:.1f} ms"
+    )
+    story, chunks = r.story, LONG_CHUNKS - len(DIRECT_ANSWER) // 4
+    per_chunk = (story.cpu.server - hello.cpu.server) * 1e6 / chunks
+    say(
+        f"one long answer ({LONG_CHUNKS} chunks of 4 characters, 1 model call), {story.turns} "
+        f"turns, lost {story.lost}: latency p50 {story.latency().p50:.1f} ms; server CPU per "
+        f"turn {story.cpu.server * 1000:.1f} ms: {per_chunk:.0f} us per streamed chunk"
     )
     say("concurrent devices (one user each, typical turns back to back, fresh threads)")
     for label, phase in (("10", r.ten), ("50", r.fifty)):
@@ -1098,5 +1122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     main()
