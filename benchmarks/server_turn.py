@@ -967,7 +967,8 @@ async def run(args: argparse.Namespace) -> None:
         report(say, plan, results, base, again_p50)
     if profile_path is not None:
         say(profile_report(profile_path, plan.profile))
-    print(f"(server log and data: {workdir})")
+    if args.workdir_kept:
+        print(f"(server log and data: {workdir})")
 
 
 def report(say: Report, plan: Plan, r: Results, base: Baseline, again_p50: float) -> None:
@@ -1105,7 +1106,9 @@ def main() -> None:
     parser.add_argument(
         "--only-profile", action="store_true", help="with --profile: skip the timed phases"
     )
-    parser.add_argument("--workdir", help="keep the server's data and log here")
+    parser.add_argument(
+        "--workdir", help="the server's data and log, kept (default: a temporary directory)"
+    )
     parser.add_argument("--analyse", metavar="RAW", help="print the profile of a py-spy raw file")
     parser.add_argument("--serve-llm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1114,11 +1117,16 @@ def main() -> None:
     elif args.analyse:
         print(profile_report(Path(args.analyse)))
     else:
+        keep = args.workdir_kept = args.workdir is not None
         args.workdir = args.workdir or tempfile.mkdtemp(prefix="server-turn-")
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
-        asyncio.run(run(args))
+        try:
+            asyncio.run(run(args))
+        finally:
+            if not keep:  # the database of a full run is ~140 MB
+                shutil.rmtree(args.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
