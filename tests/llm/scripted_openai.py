@@ -517,7 +517,10 @@ async def scripted_llm(
     replies): code under test may have swallowed the HTTP error it caused.
     """
     llm = ScriptedLLM(policy, chunk_size=chunk_size, chunk_delay=chunk_delay, embedder=embedder)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
+    # when the listening socket says TCP, and without it every reused
+    # keep-alive connection stalls ~40 ms (Nagle against delayed ACKs).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     llm.port = int(sock.getsockname()[1])
