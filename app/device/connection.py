@@ -34,10 +34,10 @@ from protocol.frames import (
     StreamEnd,
 )
 
-logger = logging.getLogger(__name__)
-
-
+# CloseCode lives with the protocol core; the router imports it from here.
 __all__ = ["ChatHandler", "ChatTurn", "CloseCode", "DeviceConnection"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
