@@ -34,9 +34,6 @@ from protocol.frames import (
     StreamEnd,
 )
 
-# CloseCode lives with the protocol core; the router imports it from here.
-__all__ = ["ChatHandler", "ChatTurn", "CloseCode", "DeviceConnection"]
-
 logger = logging.getLogger(__name__)
 
 

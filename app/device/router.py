@@ -11,9 +11,9 @@ from app.core.database import is_database_unavailable
 from app.core.dependencies import SessionmakerDep, SettingsDep
 from app.core.errors import UnauthorizedError, error_frame
 from app.core.settings import Settings
-from app.device.connection import CloseCode, DeviceConnection
+from app.device.connection import DeviceConnection
 from app.device.dependencies import ChatHandlerDep, DeviceRegistryDep
-from app.device.protocol import DeviceProtocol, ProtocolLimits
+from app.device.protocol import CloseCode, DeviceProtocol, ProtocolLimits
 from app.device.registry import ConnectionLimitError
 from protocol.frames import Error, ErrorCode
 
