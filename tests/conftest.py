@@ -17,6 +17,7 @@ from app.core.embedded_db import EmbeddedPostgres
 from app.core.settings import Settings
 from app.main import create_app
 from tests.databases import TestDatabases
+from tests.e2e.server_process import free_port
 
 pytest_plugins = ["tests.markers"]
 
@@ -86,5 +87,23 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def app_without_database(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
+    """The app pointed at a port nobody listens on (an external server that is down)."""
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
+    application = create_app(make_settings(database_url=url))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client_without_database(
+    app_without_database: FastAPI,
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app_without_database)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,40 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import security
 from app.core.settings import ResolvedSettings, Settings
-from app.main import create_app
 
 UNAVAILABLE = {"detail": "The database is unavailable; try again shortly"}
 CREDENTIALS = {"email": "ada@example.com", "password": "a long passphrase"}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json() == UNAVAILABLE
     assert int(response.headers["Retry-After"]) >= 1
-
-
-@pytest.fixture
-async def app_without_database(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
-    """The app pointed at a port nobody listens on (an external server that is down)."""
-    url = f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none"
-    app = create_app(make_settings(database_url=url))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def client_without_database(
-    app_without_database: FastAPI,
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app_without_database)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
 
 
 async def test_auth_routes_answer_503_with_retry_after_when_the_database_is_down(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import httpx
@@ -18,8 +17,6 @@ from app.core.logging import (
     SecretRedactionFilter,
     request_id_var,
 )
-from app.core.settings import Settings
-from app.main import create_app
 from tests.e2e.server_process import free_port
 
 
@@ -34,18 +31,6 @@ async def test_health_reports_ok_with_the_version(client: httpx.AsyncClient) -> 
         "llm": "not_configured",
         "embeddings": "not_configured",
     }
-
-
-@pytest.fixture
-async def client_without_database(
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[httpx.AsyncClient]:
-    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
-    app = create_app(make_settings(database_url=url))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 async def test_health_is_degraded_when_the_database_does_not_answer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from devclient import cli
 from devclient.client import AuthError
 from devclient.store import LocalStore
 from tests.devclient.scripted_peer import TIMEOUT_S, PeerConnection, ScriptedPeer, scripted_peer
+from tests.e2e.server_process import free_port
 
 EMAIL = "me@example.com"
 PASSWORD = "pw-12345678"
@@ -239,12 +239,6 @@ async def test_a_refused_login_exits_with_2(
     code = await cli.run(arguments("http://127.0.0.1:1", tmp_path, "chat", "hi"), PASSWORD)
     assert code == cli.EXIT_CONNECTION
     assert "login failed: HTTP 401: Invalid email or password" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.integration  # connects to a closed loopback port

@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
 
 import httpx
-import pytest
 from alembic.script import ScriptDirectory
 
 from app.core import migrations
-from app.core.settings import Settings
-from app.main import create_app
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def client_without_database(
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app pointed at a port nobody listens on (an external server that is down)."""
-    url = f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none"
-    app = create_app(make_settings(database_url=url))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 async def test_live_and_ready_answer_ok_on_a_migrated_database(client: httpx.AsyncClient) -> None:
