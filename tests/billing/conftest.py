@@ -91,7 +91,8 @@ async def app(settings: Settings, agents: ExampleAgents) -> AsyncIterator[FastAP
 
 async def register(client: httpx.AsyncClient, email: str | None = None) -> Account:
     email = email or f"{uuid.uuid4().hex[:8]}@example.com"
-    response = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    body = {"email": email, "password": PASSWORD}
+    response = await client.post("/api/v1/auth/register", json=body)
     assert response.status_code == 201, response.text
     token = response.json()["access_token"]
     me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})

@@ -135,9 +135,7 @@ class FakeStripe:
                 return _error(401, "invalid_request_error", "Invalid API Key provided")
             body = (await request.body()).decode()
             key = request.headers.get("idempotency-key")
-            self.requests.append(
-                Recorded(request.method, request.url.path, decode_form(body), key)
-            )
+            self.requests.append(Recorded(request.method, request.url.path, decode_form(body), key))
             for failure in self._failures:
                 if failure.path == request.url.path and failure.times > 0:
                     failure.times -= 1

@@ -55,7 +55,9 @@ async def test_checkout_creates_one_customer_per_user_and_stores_its_id(
     assert len(stripe_fake.customers) == 2
     stored = dict(await rows(app, "SELECT user_id, stripe_customer_id FROM billing_customers"))
     assert set(stored) == {ada.user_id, bob.user_id}
-    sessions = [s for s in stripe_fake.sessions.values() if s["client_reference_id"] == str(ada.user_id)]
+    sessions = [
+        s for s in stripe_fake.sessions.values() if s["client_reference_id"] == str(ada.user_id)
+    ]
     assert {s["customer"] for s in sessions} == {stored[ada.user_id]}
 
 
@@ -180,7 +182,9 @@ async def test_stripe_unreachable_is_503_with_retry_after_and_nothing_is_stored(
             stored = await rows(app, "SELECT 1 FROM billing_customers")
 
     assert response.status_code == 503
-    assert response.json() == {"detail": "The payment provider cannot be reached; try again shortly"}
+    assert response.json() == {
+        "detail": "The payment provider cannot be reached; try again shortly"
+    }
     assert int(response.headers["Retry-After"]) >= 1
     assert stored == []
 

@@ -275,9 +275,7 @@ async def test_without_settings_billing_routes_answer_503_naming_what_is_missing
 async def test_the_webhook_needs_only_its_secret(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:
-    app = create_app(
-        make_settings(database_url=database_url, stripe_webhook_secret=WEBHOOK_SECRET)
-    )
+    app = create_app(make_settings(database_url=database_url, stripe_webhook_secret=WEBHOOK_SECRET))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

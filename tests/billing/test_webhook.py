@@ -36,9 +36,7 @@ async def test_a_signed_checkout_completed_makes_the_user_pro(
 
     assert (response.status_code, response.json()) == (200, {"received": True})
     assert await tier_of(client, account) == "pro"
-    subscription = (
-        await client.get("/api/v1/billing/subscription", headers=account.auth)
-    ).json()
+    subscription = (await client.get("/api/v1/billing/subscription", headers=account.auth)).json()
     assert subscription["tier"] == "pro"
     assert subscription["status"] == "active"
     assert subscription["cancel_at_period_end"] is False
@@ -235,9 +233,7 @@ async def test_a_signed_body_that_is_not_an_event_is_400(
     app: FastAPI, client: httpx.AsyncClient, payload: bytes, detail: str
 ) -> None:
     text = payload.decode("latin-1")
-    response = await client.post(
-        WEBHOOK, content=payload, headers={"Stripe-Signature": sign(text)}
-    )
+    response = await client.post(WEBHOOK, content=payload, headers={"Stripe-Signature": sign(text)})
 
     assert (response.status_code, response.json()) == (400, {"detail": detail})
     assert await rows(app, "SELECT count(*) FROM billing_events") == [(0,)]

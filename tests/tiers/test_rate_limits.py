@@ -169,8 +169,7 @@ async def test_unauthenticated_routes_are_limited_per_client_address(
     assert [a.status_code for a in attempts] == [422, 401, 401, 204]
     assert refused.status_code == 429
     assert refused.json() == {
-        "detail": "Rate limit exceeded: 4 requests per minute from one address without "
-        "signing in"
+        "detail": "Rate limit exceeded: 4 requests per minute from one address without signing in"
     }
     assert int(refused.headers["Retry-After"]) >= 1
     assert other_address.status_code == 401
@@ -197,8 +196,7 @@ async def test_signed_in_requests_do_not_use_up_the_address(
 
 async def test_the_webhook_is_limited_per_address_too(client: httpx.AsyncClient) -> None:
     statuses = [
-        (await client.post("/api/v1/billing/webhook", content=b"{}")).status_code
-        for _ in range(5)
+        (await client.post("/api/v1/billing/webhook", content=b"{}")).status_code for _ in range(5)
     ]
 
     # 503: billing is off here; the fifth never gets that far.
