@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import stripe
@@ -51,6 +52,17 @@ logger = logging.getLogger(__name__)
 GRACE_PERIOD = timedelta(days=7)
 # Applied event ids are kept this long (Stripe retries a delivery for up to 3 days).
 EVENT_RETENTION = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What moving a user's plan needs: the transaction, the settings, the downgrade
+    effects, and the time it is."""
+
+    session: AsyncSession
+    settings: Settings
+    effects: Sequence[DowngradeEffect]
+    now: datetime
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -262,25 +274,18 @@ async def cancel_subscription(
 # -- the plan ------------------------------------------------------------------------------
 
 
-async def _refresh_plan(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    user_id: uuid.UUID,
-    plan: auth_service.Plan,
-    effects: Sequence[DowngradeEffect],
-    now: datetime,
-) -> bool:
+async def _refresh_plan(ctx: _Context, user_id: uuid.UUID, plan: auth_service.Plan) -> bool:
     """Store the tier the user's subscriptions give now (the caller holds the account
     lock); on a change, let every downgrade effect apply. True when it changed."""
-    giving = _giving_subscription(await _subscriptions(session=session, user_id=user_id), now)
+    session = ctx.session
+    giving = _giving_subscription(await _subscriptions(session=session, user_id=user_id), ctx.now)
     tier = Tier(giving.tier) if giving else Tier.FREE
-    limits = limits_for(tier, settings=settings)
+    limits = limits_for(tier, settings=ctx.settings)
     seats = giving.seats if giving and limits.per_seat else 1
     if (tier.value, seats) == (plan.tier, plan.seats):
         return False
     await auth_service.set_plan(session=session, user_id=user_id, tier=tier, seats=seats)
-    await enforce_plan(session=session, user_id=user_id, limits=limits, effects=effects)
+    await enforce_plan(session=session, user_id=user_id, limits=limits, effects=ctx.effects)
     logger.info(
         "plan changed",
         extra={
@@ -357,15 +362,26 @@ async def _owner(
     return user_id
 
 
-async def _apply_state(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    state: events.SubscriptionState,
-    created: int,
-    effects: Sequence[DowngradeEffect],
-    now: datetime,
-) -> None:
+def _is_newer(row: Subscription, *, created: int, status: str, period_end: datetime | None) -> bool:
+    return events.supersedes(
+        stored_at=row.state_at,
+        stored_status=row.status,
+        stored_period_end=row.current_period_end,
+        event_created=created,
+        status=status,
+        period_end=period_end,
+    )
+
+
+async def _settle(ctx: _Context, row: Subscription, created: int, plan: auth_service.Plan) -> None:
+    """After an event changed `row`: the grace period, then the user's plan."""
+    _track_payment(row, created)
+    await ctx.session.flush()
+    await _refresh_plan(ctx, row.user_id, plan)
+
+
+async def _apply_state(ctx: _Context, state: events.SubscriptionState, created: int) -> None:
+    session = ctx.session
     owner = await _owner(session=session, customer_id=state.customer_id, user_id=state.user_id)
     plan = await auth_service.lock_plan(session=session, user_id=owner) if owner else None
     if owner is None or plan is None:
@@ -390,13 +406,8 @@ async def _apply_state(
     elif row.user_id != owner:
         logger.warning("stripe event names another user's subscription; ignored")
         return
-    elif not events.supersedes(
-        stored_at=row.state_at,
-        stored_status=row.status,
-        stored_period_end=row.current_period_end,
-        event_created=created,
-        status=state.status,
-        period_end=state.current_period_end,
+    elif not _is_newer(
+        row, created=created, status=state.status, period_end=state.current_period_end
     ):
         logger.info("out-of-date stripe event ignored", extra={"status": state.status})
         return
@@ -408,22 +419,11 @@ async def _apply_state(
         row.current_period_end = state.current_period_end or row.current_period_end
         if state.cancel_at_period_end is not None:
             row.cancel_at_period_end = state.cancel_at_period_end
-    _track_payment(row, created)
-    await session.flush()
-    await _refresh_plan(
-        session=session, settings=settings, user_id=owner, plan=plan, effects=effects, now=now
-    )
+    await _settle(ctx, row, created, plan)
 
 
-async def _apply_invoice(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    outcome: events.InvoiceOutcome,
-    created: int,
-    effects: Sequence[DowngradeEffect],
-    now: datetime,
-) -> None:
+async def _apply_invoice(ctx: _Context, outcome: events.InvoiceOutcome, created: int) -> None:
+    session = ctx.session
     owner = await session.scalar(
         select(Subscription.user_id).where(
             Subscription.stripe_subscription_id == outcome.subscription_id
@@ -440,23 +440,12 @@ async def _apply_invoice(
         status = "past_due"
     else:
         status = row.status  # already unpaid, incomplete or over
-    if not events.supersedes(
-        stored_at=row.state_at,
-        stored_status=row.status,
-        stored_period_end=row.current_period_end,
-        event_created=created,
-        status=status,
-        period_end=None,
-    ):
+    if not _is_newer(row, created=created, status=status, period_end=None):
         logger.info("out-of-date stripe invoice event ignored")
         return
     row.status = status
     row.state_at = created
-    _track_payment(row, created)
-    await session.flush()
-    await _refresh_plan(
-        session=session, settings=settings, user_id=owner, plan=plan, effects=effects, now=now
-    )
+    await _settle(ctx, row, created, plan)
 
 
 async def handle_event(
@@ -472,6 +461,7 @@ async def handle_event(
     The event id and the event's effects commit together or not at all; a
     replay changes nothing. Unknown event types are recorded and ignored.
     """
+    ctx = _Context(session=session, settings=settings, effects=effects, now=now)
     try:
         event = events.parse_envelope(payload)
         if not await _claim_event(session=session, event=event):
@@ -486,25 +476,11 @@ async def handle_event(
             state = None
             outcome = events.invoice_outcome(event.object, paid=event.type == events.INVOICE_PAID)
             if outcome is not None:
-                await _apply_invoice(
-                    session=session,
-                    settings=settings,
-                    outcome=outcome,
-                    created=event.created,
-                    effects=effects,
-                    now=now,
-                )
+                await _apply_invoice(ctx, outcome, event.created)
         else:
             state = None
         if state is not None:
-            await _apply_state(
-                session=session,
-                settings=settings,
-                state=state,
-                created=event.created,
-                effects=effects,
-                now=now,
-            )
+            await _apply_state(ctx, state, event.created)
     except events.MalformedEventError as exc:
         await session.rollback()
         raise InvalidWebhookError(f"Malformed Stripe event: {exc}") from exc
@@ -534,12 +510,11 @@ async def expire_grace_periods(
         )
         .distinct()
     )
+    ctx = _Context(session=session, settings=settings, effects=effects, now=now)
     changed = 0
     for user_id in list(overdue):
         plan = await auth_service.lock_plan(session=session, user_id=user_id)
-        if plan is not None and await _refresh_plan(
-            session=session, settings=settings, user_id=user_id, plan=plan, effects=effects, now=now
-        ):
+        if plan is not None and await _refresh_plan(ctx, user_id, plan):
             changed += 1
         await session.commit()
     await session.execute(

@@ -131,14 +131,30 @@ async def checkout_session(
     return str(response.json()["checkout_url"]).rsplit("/", 1)[1]
 
 
+async def paid_checkout(
+    client: httpx.AsyncClient,
+    stripe: FakeStripe,
+    account: Account,
+    tier: str = "pro",
+    *,
+    created: int | None = None,
+    **extra: Any,
+) -> tuple[dict[str, Any], str]:
+    """Check out and pay: Stripe's `checkout.session.completed` (not delivered yet)
+    and the new subscription's id."""
+    session_id = await checkout_session(client, account, tier, **extra)
+    completed = stripe.checkout_completed(session_id, created=created)
+    return completed, str(stripe.sessions[session_id]["subscription"])
+
+
 async def subscribe(
     client: httpx.AsyncClient, stripe: FakeStripe, account: Account, tier: str = "pro", **extra: Any
 ) -> str:
     """Check out and pay: the subscription's id, once the webhook has applied it."""
-    session_id = await checkout_session(client, account, tier, **extra)
-    response = await deliver(client, stripe.checkout_completed(session_id))
+    completed, subscription_id = await paid_checkout(client, stripe, account, tier, **extra)
+    response = await deliver(client, completed)
     assert response.status_code == 200, response.text
-    return str(stripe.sessions[session_id]["subscription"])
+    return subscription_id
 
 
 async def rows(app: FastAPI, statement: str, **params: object) -> list[tuple[Any, ...]]:

@@ -12,19 +12,17 @@ events Stripe would send from the fake's own objects (`checkout_completed`,
 `subscription_event`, `invoice_event`), signed by `sign` exactly as Stripe signs:
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>`.
 
-Runs with uvicorn inside the test's event loop, like `tests.llm.scripted_openai`.
+Runs with uvicorn inside the test's event loop (`tests.loopback.serve_on_loopback`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import re
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,15 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.loopback import serve_on_loopback
 
 API_KEY = "sk_test_fake_0123456789"
 WEBHOOK_SECRET = "whsec_test_fake_0123456789"
 PRICES = {"pro": "price_pro_test", "power": "price_power_test", "team": "price_team_test"}
 MONTH_S = 30 * 24 * 3600
-STARTUP_TIMEOUT_S = 10
 
 Json = dict[str, Any]
 
@@ -344,32 +342,9 @@ class FakeStripe:
 async def fake_stripe() -> AsyncIterator[FakeStripe]:
     """Serve a `FakeStripe` on 127.0.0.1 (a random port) until the block ends."""
     fake = FakeStripe()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    fake.api_base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(
-            fake.build_app(),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            while not server.started:
-                if task.done():
-                    await task
-                await asyncio.sleep(0.01)
+    async with serve_on_loopback(fake.build_app()) as port:
+        fake.api_base = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def billing_settings(fake: FakeStripe) -> dict[str, Any]:

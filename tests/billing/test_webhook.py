@@ -17,6 +17,7 @@ from tests.billing.conftest import (
     ExampleAgents,
     checkout_session,
     deliver,
+    paid_checkout,
     register,
     rows,
     subscribe,
@@ -66,9 +67,7 @@ async def test_a_replayed_event_answers_200_and_changes_nothing(
     app: FastAPI, client: httpx.AsyncClient, stripe_fake: FakeStripe
 ) -> None:
     account = await register(client)
-    session_id = await checkout_session(client, account, "pro")
-    completed = stripe_fake.checkout_completed(session_id, created=1000)
-    subscription_id = stripe_fake.sessions[session_id]["subscription"]
+    completed, subscription_id = await paid_checkout(client, stripe_fake, account, created=1000)
     assert (await deliver(client, completed)).status_code == 200
     deleted = stripe_fake.subscription_event(subscription_id, "deleted", created=2000)
     assert (await deliver(client, deleted)).status_code == 200
@@ -120,9 +119,7 @@ async def test_an_out_of_order_event_never_rolls_the_subscription_back(
     client: httpx.AsyncClient, stripe_fake: FakeStripe
 ) -> None:
     account = await register(client)
-    session_id = await checkout_session(client, account, "pro")
-    completed = stripe_fake.checkout_completed(session_id, created=1000)
-    subscription_id = stripe_fake.sessions[session_id]["subscription"]
+    completed, subscription_id = await paid_checkout(client, stripe_fake, account, created=1000)
     # Stripe sent these in this order; the network delivers the older one last.
     updated = stripe_fake.subscription_event(
         subscription_id, "updated", created=1500, status="active"
@@ -167,9 +164,7 @@ async def test_the_same_second_an_incomplete_snapshot_does_not_undo_activation(
     client: httpx.AsyncClient, stripe_fake: FakeStripe
 ) -> None:
     account = await register(client)
-    session_id = await checkout_session(client, account, "pro")
-    completed = stripe_fake.checkout_completed(session_id, created=5000)
-    subscription_id = stripe_fake.sessions[session_id]["subscription"]
+    completed, subscription_id = await paid_checkout(client, stripe_fake, account, created=5000)
     # Stripe makes the subscription incomplete, then active, in the second checkout completes.
     created = stripe_fake.subscription_event(
         subscription_id, "created", created=5000, status="incomplete"
