@@ -13,6 +13,7 @@ for it: a flood of logins is refused with 503 instead of starving everyone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -182,7 +183,9 @@ async def login(
     """
     email = normalize_email(email)
     quota = _login_quota(settings)
-    retry_after = await limiter.hit(quota, scope=_LOGIN_SCOPE, key=email)
+    # Hashed: a shared limiter store (Redis) never holds the emails themselves.
+    email_key = hashlib.sha256(email.encode()).hexdigest()
+    retry_after = await limiter.hit(quota, scope=_LOGIN_SCOPE, key=email_key)
     if retry_after is not None:
         raise TooManyRequestsError(TOO_MANY_LOGINS, retry_after=retry_after)
     user = await session.scalar(select(User).where(User.email == email))
@@ -196,7 +199,7 @@ async def login(
         raise InvalidCredentialsError
     tokens = await _open_session(session=session, settings=settings, user_id=user.id)
     await session.commit()
-    await limiter.clear(quota, scope=_LOGIN_SCOPE, key=email)
+    await limiter.clear(quota, scope=_LOGIN_SCOPE, key=email_key)
     return tokens
 
 

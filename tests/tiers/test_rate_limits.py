@@ -112,6 +112,27 @@ async def test_an_upgrade_applies_to_the_very_next_request(
     assert (await client.get(ME, headers=headers)).status_code == 200
 
 
+async def test_nothing_a_client_sends_sets_the_tier(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "ada@example.com", "password": PASSWORD, "tier": "team", "seats": 9},
+    )
+    headers = {
+        "Authorization": f"Bearer {response.json()['access_token']}",
+        "X-Tier": "team",
+    }
+
+    me = await client.get(ME, headers=headers)
+    answered, _ = await requests_until_refused(client, headers, 20)
+
+    assert (me.json()["tier"], answered) == ("free", 19)
+    async with app.state.engine.begin() as conn:
+        stored = (await conn.execute(text("SELECT tier, seats FROM users"))).one()
+    assert tuple(stored) == ("free", 1)
+
+
 async def test_the_window_moves_and_retry_after_says_when() -> None:
     limiter = RateLimiter(limiter_storage("memory://"))
     quota = Quota(2, window_s=1)
