@@ -33,9 +33,15 @@ from app.health.router import router as health_router
 from app.memory.router import router as memory_router
 from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
-from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
+from app.storage.blobs import BlobStore
+from app.storage.quota import StorageReadOnly
+from app.storage.router import router as storage_router
+from app.storage.scheduled import run_orphan_sweep_forever
+from app.tiers.downgrade import DowngradeEffect
 
 API_PREFIX = "/api/v1"
+# What a plan change does to each domain's data (`app.tiers.downgrade`).
+DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = (StorageReadOnly(),)
 
 
 def create_app(
@@ -81,6 +87,7 @@ def create_app(
         )
         app.state.rate_limiter = RateLimiter(rate_limit_storage)
         app.state.downgrade_effects = tuple(downgrade_effects)
+        app.state.blob_store = BlobStore.from_settings(settings)
         app.state.stripe_gateway = (
             StripeGateway(
                 api_key=settings.stripe_secret_key.get_secret_value(),
@@ -114,12 +121,21 @@ def create_app(
                 effects=app.state.downgrade_effects,
             )
         )
+        orphan_sweep = asyncio.create_task(
+            run_orphan_sweep_forever(
+                sessionmaker=app.state.sessionmaker,
+                blobs=app.state.blob_store,
+                interval_s=settings.storage_sweep_interval_s,
+                min_age_s=settings.storage_orphan_age_s,
+            )
+        )
+        scheduled = (pattern_pass, grace_sweep, orphan_sweep)
         try:
             yield
         finally:
-            pattern_pass.cancel()
-            grace_sweep.cancel()
-            await asyncio.gather(pattern_pass, grace_sweep, return_exceptions=True)
+            for job in scheduled:
+                job.cancel()
+            await asyncio.gather(*scheduled, return_exceptions=True)
             if app.state.stripe_gateway is not None:
                 await app.state.stripe_gateway.close()
             await chat_engine.close()
@@ -146,5 +162,6 @@ def create_app(
     api.include_router(chat_router)
     api.include_router(memory_router)
     api.include_router(billing_router)
+    api.include_router(storage_router)
     app.include_router(api)
     return app

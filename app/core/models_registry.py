@@ -4,7 +4,8 @@ from app.auth import models as auth_models
 from app.billing import models as billing_models
 from app.core.database import Base
 from app.memory import models as memory_models
+from app.storage import models as storage_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "billing_models", "memory_models", "metadata"]
+__all__ = ["auth_models", "billing_models", "memory_models", "metadata", "storage_models"]

@@ -24,6 +24,8 @@ class Environment(StrEnum):
     PROD = "prod"
 
 
+GIB = 1024**3
+
 DEFAULT_CORS_ORIGINS = ["app://*", "http://localhost:*", "http://127.0.0.1:*"]
 
 
@@ -140,6 +142,25 @@ class Settings(BaseSettings):
     billing_cancel_url: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
 
+    # End-to-end encrypted cloud storage (app.storage; README, Cloud storage). Blobs live
+    # under DATA_DIR/blobs unless S3_BUCKET is set; then in that bucket of S3 or any
+    # S3-compatible store at S3_ENDPOINT_URL. Credentials left unset come from the usual
+    # AWS_* environment variables (or the instance's role).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # A backup body larger than this is refused with 413 before it is read.
+    backup_max_bytes: int = Field(default=GIB, ge=1)
+    # Backups kept per user; an upload past it removes the oldest.
+    backup_keep: int = Field(default=10, ge=1)
+    # Blobs without a metadata row (a crash between writing one and committing its row)
+    # are removed once older than STORAGE_ORPHAN_AGE_S, by a sweep every
+    # STORAGE_SWEEP_INTERVAL_S.
+    storage_orphan_age_s: float = Field(default=3600.0, gt=0)
+    storage_sweep_interval_s: float = Field(default=3600.0, gt=0)
+
     _split = field_validator(
         "encryption_old_keys", "cors_origins", "llm_fallback_models", mode="before"
     )(_split_commas)
@@ -152,6 +173,10 @@ class Settings(BaseSettings):
         "stripe_price_team",
         "billing_success_url",
         "billing_cancel_url",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "s3_access_key_id",
+        "s3_secret_access_key",
         mode="before",
     )
     @classmethod

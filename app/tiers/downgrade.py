@@ -1,15 +1,15 @@
 """What a plan change does to what the user already has: never deletes, only restricts.
 
-Each domain whose data a plan limits registers a `DowngradeEffect` in
-`DOWNGRADE_EFFECTS`. When billing changes a user's plan it calls `enforce_plan`,
+Each domain whose data a plan limits has a `DowngradeEffect`, listed in
+`app.main.DOWNGRADE_EFFECTS` (there, not here: this module must not import the
+domains it serves). When billing changes a user's plan it calls `enforce_plan`,
 and each effect brings the user's data within the new limits without deleting
 any of it: batch agents over the limit are disabled (newest first), storage
 over its quota becomes read-only. `GET /billing/subscription` lists what each
 effect reports as `restrictions`.
 
-Today no domain registers one: batch agents (issue 12) and cloud storage
-(issue 14) do not exist yet, so a downgrade changes the tier, the request rate
-limit and the features (`require_feature`), and nothing else.
+Cloud storage has one (`app.storage.quota.StorageReadOnly`); batch agents
+(issue 12) will add theirs.
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ class DowngradeEffect(Protocol):
         self, *, session: AsyncSession, user_id: uuid.UUID, limits: TierLimits
     ) -> Restriction | None:
         """What is restricted now because of `limits`, if anything."""
-
-
-# Issue 12 adds batch agents, issue 14 storage.
-DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = ()
 
 
 async def enforce_plan(
