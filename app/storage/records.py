@@ -113,7 +113,5 @@ async def delete_record(
 ) -> None:
     """Delete the record: its row, then its blob."""
     rows = delete(StoredRecord).where(StoredRecord.id == record_id, StoredRecord.user_id == user_id)
-    if not await writes.remove(
-        session=session, blobs=blobs, rows=rows.returning(StoredRecord.blob_key)
-    ):
+    if not await writes.remove(session=session, blobs=blobs, rows=rows):
         raise BlobNotFoundError(RECORD_NOT_FOUND)

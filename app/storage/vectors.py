@@ -246,6 +246,4 @@ async def delete_vectors(
     rows = delete(VectorItem).where(
         VectorItem.user_id == user_id, VectorItem.item_id.in_(list(ids))
     )
-    return await writes.remove(
-        session=session, blobs=blobs, rows=rows.returning(VectorItem.blob_key)
-    )
+    return await writes.remove(session=session, blobs=blobs, rows=rows)

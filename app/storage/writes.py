@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.sql.dml import ReturningDelete
+from sqlalchemy import Delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
@@ -54,12 +54,10 @@ async def discard(blobs: BlobStore, keys: Sequence[str]) -> None:
         logger.warning("blobs left for the orphan sweep", extra={"count": len(keys)})
 
 
-async def remove(
-    *, session: AsyncSession, blobs: BlobStore, rows: ReturningDelete[tuple[str]]
-) -> int:
-    """Delete `rows` (a `DELETE … RETURNING blob_key`), commit, then remove their
-    blobs; how many rows there were."""
-    keys = list(await session.scalars(rows))
+async def remove(*, session: AsyncSession, blobs: BlobStore, rows: Delete) -> int:
+    """Delete `rows` of stored blobs, commit, then remove their blobs; how many rows
+    there were."""
+    keys: list[str] = list(await session.scalars(rows.returning(rows.table.c.blob_key)))
     await session.commit()
     await discard(blobs, keys)
     return len(keys)
