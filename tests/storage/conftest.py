@@ -214,7 +214,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 async def register(client: httpx.AsyncClient) -> Account:
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    response = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
     assert response.status_code == 201, response.text
     token = str(response.json()["access_token"])
     me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})

@@ -108,7 +108,10 @@ async def test_put_replaces_the_bytes_and_removes_the_old_blob(
 
     replaced = await client.put(
         f"{RECORDS}/{record_id}",
-        json={"blob": b64(b"second, longer version"), "checksum": sha256(b"second, longer version")},
+        json={
+            "blob": b64(b"second, longer version"),
+            "checksum": sha256(b"second, longer version"),
+        },
         headers=pro.auth,
     )
 

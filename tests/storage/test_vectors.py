@@ -117,7 +117,9 @@ async def test_each_user_has_one_dimension_and_a_mismatch_is_422(
     searched = await search(client, pro, query_vector=[1.0, 0.0])
 
     assert stored_again.status_code == searched.status_code == 422
-    detail = "Your vectors have 3 dimensions; this one has 2 (delete them all to change the dimension)"
+    detail = (
+        "Your vectors have 3 dimensions; this one has 2 (delete them all to change the dimension)"
+    )
     assert stored_again.json() == searched.json() == {"detail": detail}
     assert (mixed.status_code, mixed.json()) == (
         422,
@@ -239,9 +241,7 @@ async def test_malformed_upserts_are_422(
     assert stored.keys() == set()
 
 
-async def test_not_a_number_is_refused_in_a_vector(
-    client: httpx.AsyncClient, pro: Account
-) -> None:
+async def test_not_a_number_is_refused_in_a_vector(client: httpx.AsyncClient, pro: Account) -> None:
     body = b'{"vectors": [{"id": "a", "blob": "YQ==", "checksum": "%s", "vector": [NaN]}]}'
 
     response = await client.post(
@@ -284,9 +284,7 @@ async def test_a_free_user_cannot_upsert_but_can_search_and_delete(
     assert stored.keys() == set()
 
 
-async def test_the_embeddings_route_is_still_there(
-    client: httpx.AsyncClient, pro: Account
-) -> None:
+async def test_the_embeddings_route_is_still_there(client: httpx.AsyncClient, pro: Account) -> None:
     # `/storage/vectors/embed` (memory's, the server's model) sits beside these routes.
     response = await client.post(f"{VECTORS}/embed", json={"text": "hello"}, headers=pro.auth)
 
