@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import User
 from app.core.settings import Settings
 from app.storage import quota, writes
-from app.storage.blobs import UPLOAD_PART_BYTES, BlobKind, BlobReader, BlobStore, new_blob_key
+from app.storage.blobs import HANDOFF_BYTES, BlobKind, BlobReader, BlobStore, new_blob_key
 from app.storage.exceptions import BlobNotFoundError
 from app.storage.integrity import CheckedStream
 from app.storage.models import Backup
@@ -86,7 +86,7 @@ async def store_backup(
     if declared_size is not None:
         check_size(declared_size)
     stream = CheckedStream(
-        body, checksum=checksum, min_chunk_bytes=UPLOAD_PART_BYTES, check_size=check_size
+        body, checksum=checksum, min_chunk_bytes=HANDOFF_BYTES, check_size=check_size
     )
     key = new_blob_key(user_id=user.id, kind=BlobKind.BACKUPS)
     await blobs.put_stream(key, stream)

@@ -71,9 +71,7 @@ async def test_writes_and_reads_while_s3_is_down_are_503_with_retry_after(
         json={"table": "notes", "blob": b64(data), "checksum": sha256(data)},
         headers=pro.auth,
     )
-    backup = await client.put(
-        "/api/v1/backup", content=data, headers=backup_headers(pro, data)
-    )
+    backup = await client.put("/api/v1/backup", content=data, headers=backup_headers(pro, data))
 
     assert time.monotonic() - started < 20  # a few quick retries, not minutes
     for response in (record, backup):
