@@ -18,7 +18,14 @@ from starlette.requests import ClientDisconnect
 
 from app.auth.dependencies import CurrentUser
 from app.core.dependencies import SessionDep, SettingsDep
-from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, Responses, error
+from app.core.responses import (
+    AUTHENTICATED,
+    EVERY_ROUTE,
+    JSON_BODY,
+    Responses,
+    UnprocessableDetail,
+    error,
+)
 from app.storage import backups, quota, records, vectors
 from app.storage.dependencies import BlobStoreDep
 from app.storage.exceptions import UploadInterruptedError
@@ -215,6 +222,7 @@ async def delete_record(
             422,
             "Invalid, or not storable: a vector of another dimension than the user's "
             "vectors, a zero vector, an id given twice.",
+            model=UnprocessableDetail,
         ),
     },
 )
@@ -236,7 +244,11 @@ async def upsert_vectors(
     "/storage/vectors/search",
     responses={
         **JSON_BODY,
-        **error(422, "Invalid, or a query vector of another dimension than the user's."),
+        **error(
+            422,
+            "Invalid, or a query vector of another dimension than the user's.",
+            model=UnprocessableDetail,
+        ),
         **error(503, "The blob store (S3 or the disk) is unavailable."),
     },
 )

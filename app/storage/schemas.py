@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainValidator,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -117,6 +118,14 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_null(value: object) -> object:
+    """Optional fields are left out, not null (their schema does not allow null)."""
+    if value is None:
+        msg = "must not be null; leave the field out instead"
+        raise ValueError(msg)
+    return value
+
+
 # -- records -------------------------------------------------------------------------------
 
 
@@ -160,6 +169,8 @@ class VectorItemUpsert(_Body):
         "an identical blob.",
     )
 
+    _present = field_validator("vector", mode="before")(_not_null)
+
 
 class VectorsUpsert(_Body):
     vectors: list[VectorItemUpsert] = Field(min_length=1, max_length=MAX_VECTORS_PER_UPSERT)
@@ -186,6 +197,8 @@ class VectorSearch(_Body):
         "(exact duplicates only).",
     )
     top_k: int = Field(default=10, ge=1, le=MAX_TOP_K)
+
+    _present = field_validator("query_vector", "query_blob", mode="before")(_not_null)
 
     @model_validator(mode="after")
     def _one_query(self) -> VectorSearch:

@@ -209,12 +209,12 @@ async def search(
     top_k: int,
 ) -> list[SearchHit]:
     """The user's `top_k` items nearest `query_vector` by cosine, most similar first; or
-    those stored without a vector whose blob is `query_blob` exactly."""
+    those stored without a vector whose blob is `query_blob` exactly. A zero query
+    vector has no direction and finds nothing."""
     if query_vector is not None:
-        _require_direction(query_vector)
         stored = await _stored_dimension(session=session, user_id=user_id)
-        if stored is None:
-            return []
+        if stored is None or not any(query_vector):
+            return []  # nothing to compare with; a zero vector points nowhere
         _require_dimension(stored, len(query_vector))
         distance = VectorItem.embedding.cosine_distance(query_vector)
         matching = VectorItem.derived.is_(False)

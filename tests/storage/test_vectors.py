@@ -255,8 +255,13 @@ async def test_not_a_number_is_refused_in_a_vector(client: httpx.AsyncClient, pr
 
 @pytest.mark.parametrize(
     "query",
-    [{}, {"query_vector": [1.0], "query_blob": "YQ=="}, {"query_vector": [1.0], "top_k": 0}],
-    ids=["neither", "both", "top-k-zero"],
+    [
+        {},
+        {"query_vector": [1.0], "query_blob": "YQ=="},
+        {"query_vector": None, "query_blob": "YQ=="},
+        {"query_vector": [1.0], "top_k": 0},
+    ],
+    ids=["neither", "both", "null", "top-k-zero"],
 )
 async def test_a_search_needs_exactly_one_query_and_a_sane_top_k(
     client: httpx.AsyncClient, pro: Account, query: dict[str, Any]
@@ -264,6 +269,14 @@ async def test_a_search_needs_exactly_one_query_and_a_sane_top_k(
     response = await search(client, pro, **query)
 
     assert response.status_code == 422
+
+
+async def test_a_zero_query_vector_points_nowhere_and_finds_nothing(
+    client: httpx.AsyncClient, pro: Account
+) -> None:
+    await upsert(client, pro, item("a", b"a", [1.0, 0.0]))
+
+    assert hits(await search(client, pro, query_vector=[0.0, 0.0])) == []
 
 
 async def test_a_free_user_cannot_upsert_but_can_search_and_delete(
