@@ -18,7 +18,7 @@ from app.core.settings import Settings
 from app.main import create_app
 from app.tiers.downgrade import Restriction
 from app.tiers.matrix import TierLimits
-from tests.billing.fake_stripe import FakeStripe, billing_settings, fake_stripe, sign
+from tests.billing.fake_stripe import FakeStripe, billing_settings, sign
 
 PASSWORD = "a long passphrase"
 WEBHOOK = "/api/v1/billing/webhook"
@@ -62,12 +62,6 @@ class Account:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
-
-
-@pytest.fixture
-async def stripe_fake() -> AsyncIterator[FakeStripe]:
-    async with fake_stripe() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -7,20 +7,13 @@ format, through the `stripe` package), the webhook signed as Stripe signs it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.billing.fake_stripe import FakeStripe, billing_settings, fake_stripe, sign
+from tests.billing.fake_stripe import FakeStripe, billing_settings, sign
 from tests.e2e.conftest import Live
-
-
-@pytest.fixture
-async def stripe_fake() -> AsyncIterator[FakeStripe]:
-    async with fake_stripe() as fake:
-        yield fake
 
 
 @pytest.fixture

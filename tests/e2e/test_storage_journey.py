@@ -17,19 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.billing.fake_stripe import FakeStripe, billing_settings, fake_stripe, sign
+from tests.billing.fake_stripe import FakeStripe, billing_settings, sign
 from tests.e2e.conftest import Live
 
 MB = 1000 * 1000
 GIB = 1024**3
 BACKUP_SIZE = 100 * MB
 CHUNK = 1024 * 1024
-
-
-@pytest.fixture
-async def stripe_fake() -> AsyncIterator[FakeStripe]:
-    async with fake_stripe() as fake:
-        yield fake
+FREE_REFUSAL = "Your plan (free) does not include cloud storage and backup; upgrade to use it"
 
 
 @pytest.fixture
@@ -102,9 +97,7 @@ async def test_a_pro_user_backs_up_100_mb_restores_it_and_is_refused_at_the_quot
             "/api/v1/backup", content=b"x", headers=backup_headers(hashlib.sha256(b"x").hexdigest())
         )
         assert free.status_code == 403
-        assert free.json() == {
-            "detail": "Your plan (free) does not include cloud storage and backup; upgrade to use it"
-        }
+        assert free.json() == {"detail": FREE_REFUSAL}
 
         # The user pays for pro on Stripe's page; Stripe tells the server.
         checkout = await http.post("/api/v1/billing/checkout", json={"tier": "pro"})

@@ -169,7 +169,7 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing_behind(
 ) -> None:
     token = await pro_account(server, database_url)
     big = Backup(64)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     head = "".join(f"{name}: {value}\r\n" for name, value in big.headers(token).items())
     writer.write(f"PUT /api/v1/backup HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
     for chunk, _ in zip(big.chunks(), range(24), strict=False):  # 24 of 64 MiB, then gone

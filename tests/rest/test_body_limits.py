@@ -17,9 +17,9 @@ from app.core.body_limit import (
     ROUTE_BODY_LIMITS,
     VECTORS_UPSERT_BODY_BYTES,
 )
-from app.storage.schemas import RECORD_MAX_BYTES
 from app.core.settings import Settings
 from app.main import create_app
+from app.storage.schemas import RECORD_MAX_BYTES
 from tests.e2e.live_server import serve
 
 LOGIN = "/api/v1/auth/login"

@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from sqlalchemy import text
 
 from app.core.settings import Settings
 from app.main import create_app
+from tests.billing.conftest import Account, register
 from tests.e2e.server_process import free_port
 
 PASSWORD = "a long passphrase"
@@ -43,24 +43,13 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@dataclass
-class Account:
-    email: str
-    token: str
-    user_id: uuid.UUID
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 class StoredBlobs:
     """The blobs a backend holds, read the way an operator would, not through the app."""
 
     def uploads_in_progress(self) -> list[str]:
         return []
 
-    def keys(self) -> set[str]:
+    def listing(self) -> set[str]:
         raise NotImplementedError
 
     def read(self, key: str) -> bytes:
@@ -71,7 +60,7 @@ class DiskBlobs(StoredBlobs):
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def keys(self) -> set[str]:
+    def listing(self) -> set[str]:
         if not self.root.exists():
             return set()
         return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
@@ -87,7 +76,7 @@ class BucketBlobs(StoredBlobs):
         self.bucket = bucket
         self.client = s3_client(endpoint)
 
-    def keys(self) -> set[str]:
+    def listing(self) -> set[str]:
         listed = self.client.list_objects_v2(Bucket=self.bucket)
         return {str(item["Key"]) for item in listed.get("Contents", [])}
 
@@ -106,7 +95,7 @@ def s3_client(endpoint: str) -> Any:
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - moto's loopback server takes any
+        aws_secret_access_key="test",
     )
 
 
@@ -135,7 +124,7 @@ class MotoProcess:
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - moto from our venv, our own arguments
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -210,17 +199,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
-
-
-async def register(client: httpx.AsyncClient) -> Account:
-    email = f"{uuid.uuid4().hex[:8]}@example.com"
-    response = await client.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
-    )
-    assert response.status_code == 201, response.text
-    token = str(response.json()["access_token"])
-    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-    return Account(email=email, token=token, user_id=uuid.UUID(me.json()["id"]))
 
 
 async def rows(app: FastAPI, statement: str, **params: object) -> list[tuple[Any, ...]]:

@@ -12,15 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.storage.conftest import (
-    Account,
-    StoredBlobs,
-    occupy,
-    register,
-    rows,
-    sha256,
-    subscriber,
-)
+from tests.billing.conftest import Account, register
+from tests.storage.conftest import StoredBlobs, occupy, rows, sha256, subscriber
 
 BACKUP = "/api/v1/backup"
 HISTORY = "/api/v1/backup/history"
@@ -82,7 +75,7 @@ async def test_a_backup_streams_in_and_comes_back_byte_for_byte_with_its_headers
     assert response.status_code == 200, response.text
     backup_id = response.json()["id"]
     assert response.json() == {"ok": True, "id": backup_id}
-    (key,) = stored.keys()
+    (key,) = stored.listing()
     assert KEY.fullmatch(key).group(1) == str(pro.user_id)  # type: ignore[union-attr]
     assert stored.read(key) == data
     back = await client.get(BACKUP, headers=pro.auth)
@@ -143,7 +136,7 @@ async def test_only_the_newest_backup_keep_are_kept(
     usage = await client.get("/api/v1/storage/usage", headers=pro.auth)
 
     assert [entry["id"] for entry in listed] == ids[::-1][:KEEP]
-    assert sorted(stored.read(key) for key in stored.keys()) == [
+    assert sorted(stored.read(key) for key in stored.listing()) == [
         f"snapshot {n}".encode() for n in range(2, KEEP + 2)
     ]
     assert usage.json()["used_bytes"] == 10 * KEEP
@@ -161,7 +154,7 @@ async def test_delete_removes_the_backup_and_its_blob(
 
     assert (deleted.status_code, deleted.json()) == (200, {"ok": True})
     assert [entry["id"] for entry in await history(client, pro)] == [kept]
-    assert [stored.read(key) for key in stored.keys()] == [b"kept"]
+    assert [stored.read(key) for key in stored.listing()] == [b"kept"]
     again = await client.delete(f"{BACKUP}/{removed}", headers=pro.auth)
     assert again.status_code == 404
 
@@ -180,7 +173,7 @@ async def test_a_checksum_mismatch_is_400_and_nothing_is_kept(
     assert response.json() == {
         "detail": "Checksum mismatch: the SHA-256 of the bytes received is not the checksum sent"
     }
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert stored.uploads_in_progress() == []
     assert await rows(app, "SELECT id FROM storage_backups") == []
 
@@ -227,7 +220,7 @@ async def test_missing_or_malformed_headers_are_refused_naming_the_header(
     (error,) = response.json()["detail"]
     assert error["loc"] == ["header", header]
     assert error["type"] == ("missing" if value is None else "string_pattern_mismatch")
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert await rows(app, "SELECT id FROM storage_backups") == []
 
 
@@ -246,7 +239,7 @@ async def test_a_body_over_backup_max_bytes_is_413_before_it_is_read(
         assert response.json() == {
             "detail": f"Request body is limited to {MAX_BYTES} bytes on this route"
         }
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert stored.uploads_in_progress() == []
     assert await history(client, pro) == []
 
@@ -269,7 +262,7 @@ async def test_a_backup_past_the_quota_is_403_and_nothing_is_kept(
     assert response.json()["detail"].startswith(
         "Storage quota exceeded: the pro plan allows 5 GiB; 5 GiB is stored and this needs"
     )
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert stored.uploads_in_progress() == []
     assert len(await history(client, pro)) == 1  # the occupied bytes only
 
@@ -309,7 +302,7 @@ async def test_another_users_backup_is_404(
     assert (deleted.status_code, deleted.json()) == (404, {"detail": "No such backup"})
     assert unknown.status_code == 404
     assert await history(client, intruder) == []
-    assert [stored.read(key) for key in stored.keys()] == [b"mine"]
+    assert [stored.read(key) for key in stored.listing()] == [b"mine"]
 
 
 async def test_a_free_user_is_refused_with_their_plan_named(
@@ -324,4 +317,4 @@ async def test_a_free_user_is_refused_with_their_plan_named(
         403,
         {"detail": "Your plan (free) does not include cloud storage and backup; upgrade to use it"},
     )
-    assert stored.keys() == set()
+    assert stored.listing() == set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -60,7 +60,7 @@ def test_no_storage_module_imports_a_key_or_cipher_module() -> None:
 
 
 def given_the_keyring(routes: list[Any]) -> list[str]:
-    keyring = KeyringDep.__metadata__[0].dependency
+    keyring = get_args(KeyringDep)[1].dependency
     return [
         route.path
         for route in routes

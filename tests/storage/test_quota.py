@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,17 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from tests.billing import conftest as billing
-from tests.billing.fake_stripe import FakeStripe, billing_settings, fake_stripe
-from tests.storage.conftest import (
-    Account,
-    StoredBlobs,
-    b64,
-    occupy,
-    register,
-    set_tier,
-    sha256,
-    subscriber,
-)
+from tests.billing.conftest import Account
+from tests.billing.fake_stripe import FakeStripe, billing_settings
+from tests.storage.conftest import StoredBlobs, b64, occupy, set_tier, sha256, subscriber
 
 RECORDS = "/api/v1/storage/records"
 USAGE = "/api/v1/storage/usage"
@@ -91,7 +82,7 @@ async def test_twenty_concurrent_uploads_fill_the_quota_exactly_and_no_further(
     )
     assert await used(client, pro) == 5 * GIB - room + 7 * SIZE
     # The refused uploads' blobs were written first, then removed.
-    assert sorted(stored.read(key) for key in stored.keys()) == sorted(accepted)
+    assert sorted(stored.read(key) for key in stored.listing()) == sorted(accepted)
 
 
 async def test_usage_shows_the_plans_quota(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -150,13 +141,7 @@ async def test_over_quota_after_a_downgrade_reads_and_deletes_but_never_writes(
         }
     assert (read.status_code, read.content) == (200, b"kept")
     assert deleted.status_code == 200
-    assert stored.keys() == set()
-
-
-@pytest.fixture
-async def stripe_fake() -> AsyncIterator[FakeStripe]:
-    async with fake_stripe() as fake:
-        yield fake
+    assert stored.listing() == set()
 
 
 class TestDowngradeThroughBilling:

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.storage.conftest import Account, StoredBlobs, b64, register, rows, sha256, subscriber
+from tests.billing.conftest import Account, register
+from tests.storage.conftest import StoredBlobs, b64, rows, sha256, subscriber
 
 RECORDS = "/api/v1/storage/records"
 KEY = re.compile(r"^([0-9a-f-]{36})/records/([0-9a-f-]{36})$")
@@ -38,7 +39,7 @@ async def test_a_record_is_stored_as_the_exact_bytes_and_read_back_with_its_chec
     assert response.status_code == 201, response.text
     assert set(response.json()) == {"id", "created_at"}
     record_id = response.json()["id"]
-    (key,) = stored.keys()
+    (key,) = stored.listing()
     owner, _blob_id = KEY.fullmatch(key).groups()  # type: ignore[union-attr]
     assert owner == str(pro.user_id)
     assert stored.read(key) == data  # the server stored the bytes it got, nothing else
@@ -55,7 +56,7 @@ async def test_the_key_holds_nothing_the_user_wrote(
 ) -> None:
     await create(client, pro, b"ciphertext", table="secretProjectNames")
 
-    (key,) = stored.keys()
+    (key,) = stored.listing()
     assert KEY.fullmatch(key)
     assert "secret" not in key.lower()
 
@@ -104,7 +105,7 @@ async def test_put_replaces_the_bytes_and_removes_the_old_blob(
     client: httpx.AsyncClient, pro: Account, stored: StoredBlobs
 ) -> None:
     record_id = await create(client, pro, b"first version")
-    (old_key,) = stored.keys()
+    (old_key,) = stored.listing()
 
     replaced = await client.put(
         f"{RECORDS}/{record_id}",
@@ -123,7 +124,7 @@ async def test_put_replaces_the_bytes_and_removes_the_old_blob(
         22,
     )
     assert body["updated_at"] > body["created_at"]
-    (new_key,) = stored.keys()
+    (new_key,) = stored.listing()
     assert new_key != old_key
     assert stored.read(new_key) == b"second, longer version"
     read = await client.get(f"{RECORDS}/{record_id}", headers=pro.auth)
@@ -138,7 +139,7 @@ async def test_delete_removes_the_row_and_the_blob(
     deleted = await client.delete(f"{RECORDS}/{record_id}", headers=pro.auth)
 
     assert (deleted.status_code, deleted.json()) == (200, {"ok": True})
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert await rows(app, "SELECT id FROM storage_records") == []
     again = await client.delete(f"{RECORDS}/{record_id}", headers=pro.auth)
     assert (again.status_code, again.json()) == (404, {"detail": "No such record"})
@@ -159,7 +160,7 @@ async def test_a_checksum_mismatch_is_400_and_stores_nothing(
             "detail": "Checksum mismatch: the SHA-256 of the bytes received is not the "
             "checksum sent"
         }
-    (key,) = stored.keys()
+    (key,) = stored.listing()
     assert stored.read(key) == b"original"
     assert await rows(app, "SELECT checksum FROM storage_records") == [(sha256(b"original"),)]
 
@@ -187,7 +188,7 @@ async def test_malformed_records_are_422_and_store_nothing(
 
     assert response.status_code == 422
     assert [error["loc"] for error in response.json()["detail"]] == [where]
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 async def test_invalid_json_is_refused(
@@ -201,7 +202,7 @@ async def test_invalid_json_is_refused(
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 async def test_another_users_record_is_404_to_read_replace_and_delete(
@@ -220,7 +221,7 @@ async def test_another_users_record_is_404_to_read_replace_and_delete(
 
     assert [(a.status_code, a.json()) for a in answers] == [(404, {"detail": "No such record"})] * 4
     assert (await client.get(RECORDS, headers=intruder.auth)).json() == []
-    (key,) = stored.keys()
+    (key,) = stored.listing()
     assert stored.read(key) == b"mine"
 
 
@@ -234,7 +235,7 @@ async def test_a_free_user_is_refused_writes_with_their_plan_named(
 
     assert (created.status_code, created.json()) == (403, FREE_REFUSAL)
     assert (listed.status_code, listed.json()) == (200, [])
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 async def test_records_need_a_signed_in_user(client: httpx.AsyncClient) -> None:

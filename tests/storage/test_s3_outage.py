@@ -16,15 +16,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from tests.storage.conftest import (
-    S3_CREDENTIALS,
-    Account,
-    MotoProcess,
-    b64,
-    create_bucket,
-    rows,
-    sha256,
-)
+from tests.billing.conftest import Account
+from tests.storage.conftest import S3_CREDENTIALS, MotoProcess, b64, create_bucket, rows, sha256
 
 UNAVAILABLE_WRITE = {"detail": "Storage is unavailable; nothing was stored, try again shortly"}
 UNAVAILABLE_READ = {"detail": "Storage is unavailable; try again shortly"}

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from app.storage.blobs import BlobKind, BlobStore, new_blob_key
 from app.storage.scheduled import sweep_orphans
-from tests.storage.conftest import Account, StoredBlobs, b64, sha256
+from tests.billing.conftest import Account
+from tests.storage.conftest import StoredBlobs, b64, sha256
 
 HOUR = timedelta(hours=1)
 
@@ -35,7 +36,7 @@ async def test_blobs_without_a_row_go_after_an_hour_and_nothing_else_does(
 ) -> None:
     blobs: BlobStore = app.state.blob_store
     await store_record(client, pro, b"has a row")
-    (kept,) = stored.keys()
+    (kept,) = stored.listing()
     # What a crash between writing a blob and committing its row leaves behind.
     orphans = [new_blob_key(user_id=pro.user_id, kind=kind) for kind in BlobKind]
     for key in orphans:
@@ -49,7 +50,7 @@ async def test_blobs_without_a_row_go_after_an_hour_and_nothing_else_does(
 
     assert young == 0
     assert old == len(BlobKind)
-    assert stored.keys() == {kept, "exports/report.csv"}
+    assert stored.listing() == {kept, "exports/report.csv"}
 
 
 class TestScheduled:
@@ -62,8 +63,8 @@ class TestScheduled:
     ) -> None:
         orphan = new_blob_key(user_id=uuid.uuid4(), kind=BlobKind.BACKUPS)
         await app.state.blob_store.put(orphan, b"left by a crash")
-        assert stored.keys() == {orphan}
+        assert stored.listing() == {orphan}
 
         async with asyncio.timeout(10):
-            while stored.keys():  # noqa: ASYNC110 - the blob store has no event to wait on
+            while stored.listing():  # noqa: ASYNC110 - the blob store has no event to wait on
                 await asyncio.sleep(0.1)

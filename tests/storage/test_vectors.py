@@ -10,12 +10,13 @@ import pytest
 from fastapi import FastAPI
 
 from app.storage.vectors import DERIVED_DIMENSIONS, derived_vector
-from tests.storage.conftest import Account, StoredBlobs, b64, register, rows, sha256, subscriber
+from tests.billing.conftest import Account, register
+from tests.storage.conftest import StoredBlobs, b64, rows, sha256, subscriber
 
 VECTORS = "/api/v1/storage/vectors"
 
 
-def item(item_id: str, data: bytes, vector: list[float] | None = None) -> dict[str, Any]:
+def item(item_id: str, data: bytes, vector: list[Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"id": item_id, "blob": b64(data), "checksum": sha256(data)}
     if vector is not None:
         body["vector"] = vector
@@ -64,7 +65,7 @@ async def test_search_ranks_the_users_items_by_cosine_and_returns_their_blobs(
         ("north-east", 0.7415, b"enc-ne"),
         ("up", 0.0, b"enc-up"),
     ]
-    assert {stored.read(key) for key in stored.keys()} == {
+    assert {stored.read(key) for key in stored.listing()} == {
         b"enc-east",
         b"enc-ne",
         b"enc-west",
@@ -81,7 +82,7 @@ async def test_an_upsert_replaces_an_item_with_the_same_id(
 
     found = hits(await search(client, pro, query_vector=[0.0, 1.0], top_k=5))
     assert sorted(found) == [("a", 1.0, b"new and longer"), ("b", 1.0, b"other")]
-    assert {stored.read(key) for key in stored.keys()} == {b"new and longer", b"other"}
+    assert {stored.read(key) for key in stored.listing()} == {b"new and longer", b"other"}
     assert await rows(app, "SELECT count(*), sum(size_bytes) FROM storage_vectors") == [(2, 19)]
 
 
@@ -125,7 +126,7 @@ async def test_each_user_has_one_dimension_and_a_mismatch_is_422(
         422,
         {"detail": "The vectors of one upsert must have one dimension, not [1, 3]"},
     )
-    assert len(stored.keys()) == 2  # a and b: nothing of the refused upserts is kept
+    assert len(stored.listing()) == 2  # a and b: nothing of the refused upserts is kept
 
 
 async def test_the_dimension_can_change_once_every_vector_is_deleted(
@@ -140,7 +141,7 @@ async def test_the_dimension_can_change_once_every_vector_is_deleted(
 
     assert (deleted.status_code, deleted.json()) == (200, {"ok": True})
     assert hits(await search(client, pro, query_vector=[0.0, 2.0])) == [("b", 1.0, b"b")]
-    assert len(stored.keys()) == 1
+    assert len(stored.listing()) == 1
 
 
 async def test_an_item_without_a_vector_is_found_by_its_exact_blob_only(
@@ -183,7 +184,7 @@ async def test_a_checksum_mismatch_stores_none_of_the_upsert(
 
     assert response.status_code == 400
     assert "Checksum mismatch" in response.json()["detail"]
-    assert stored.keys() == set()
+    assert stored.listing() == set()
     assert await rows(app, "SELECT item_id FROM storage_vectors") == []
 
 
@@ -211,7 +212,7 @@ async def test_unstorable_upserts_are_422(
     response = await client.post(f"{VECTORS}/upsert", json={"vectors": vectors}, headers=pro.auth)
 
     assert (response.status_code, response.json()) == (422, {"detail": detail})
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 @pytest.mark.parametrize(
@@ -238,7 +239,7 @@ async def test_malformed_upserts_are_422(
     errors = response.json()["detail"]
     assert errors
     assert all(error["loc"][: len(where)] == where for error in errors), errors
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 async def test_not_a_number_is_refused_in_a_vector(client: httpx.AsyncClient, pro: Account) -> None:
@@ -294,7 +295,7 @@ async def test_a_free_user_cannot_upsert_but_can_search_and_delete(
     assert "(free)" in upserted.json()["detail"]
     assert (searched.status_code, searched.json()) == (200, {"results": []})
     assert (deleted.status_code, deleted.json()) == (200, {"ok": True})
-    assert stored.keys() == set()
+    assert stored.listing() == set()
 
 
 async def test_the_embeddings_route_is_still_there(client: httpx.AsyncClient, pro: Account) -> None:
