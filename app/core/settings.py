@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -204,6 +204,23 @@ class Settings(BaseSettings):
             msg = "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
             raise ValueError(msg)
         return level
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        """S3 settings without S3_BUCKET would be ignored (blobs on the disk): refuse."""
+        unused = [
+            name
+            for name, value in (
+                ("S3_ENDPOINT_URL", self.s3_endpoint_url),
+                ("S3_ACCESS_KEY_ID", self.s3_access_key_id),
+                ("S3_SECRET_ACCESS_KEY", self.s3_secret_access_key),
+            )
+            if value is not None
+        ]
+        if self.s3_bucket is None and unused:
+            msg = f"{', '.join(unused)} set without S3_BUCKET: set the bucket, or unset them"
+            raise ValueError(msg)
+        return self
 
     @property
     def ws_hard_limit_bytes(self) -> int:
