@@ -60,15 +60,17 @@ class CheckedStream:
             self._check_size(self.size)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        pending = bytearray()
+        pending: list[bytes] = []
+        pending_bytes = 0
         async for chunk in self._chunks:
             self._count(chunk)
-            pending += chunk
-            if len(pending) >= self._min_chunk_bytes:
-                yield bytes(pending)
-                pending.clear()
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= self._min_chunk_bytes:
+                yield b"".join(pending)  # one copy, however many chunks
+                pending, pending_bytes = [], 0
         if pending:
-            yield bytes(pending)
+            yield b"".join(pending)
         if self.size == 0:
             raise EmptyBlobError
         if not hmac.compare_digest(self._digest.hexdigest(), self._expected):

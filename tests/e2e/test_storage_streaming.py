@@ -162,6 +162,7 @@ async def test_a_200_mib_backup_streams_in_and_out_in_bounded_server_memory(
     )
     sizes = sorted(path.stat().st_size for path in blob_files(server))
     assert sizes == [MIB, big.size]
+    assert server.stop() == 0, server.log()  # and it shuts down cleanly after all that
 
 
 async def test_a_client_that_leaves_mid_upload_leaves_nothing_behind(
