@@ -130,7 +130,7 @@ def _unavailable(exc: BaseException, *, detail: str) -> StorageUnavailableError:
 
 
 class BlobStore:
-    """Where the bytes are; `description` says which backend, for logs and /health."""
+    """Where the bytes are; `description` says which backend (logged at start-up)."""
 
     def __init__(self, store: LocalStore | S3Store, *, description: str) -> None:
         self._store = store
@@ -142,7 +142,7 @@ class BlobStore:
         if settings.s3_bucket is None:
             root = (settings.data_dir / BLOBS_DIRECTORY).resolve()
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return cls(LocalStore(root, automatic_cleanup=True), description=f"disk {root}")
+            return cls._opened(LocalStore(root, automatic_cleanup=True), f"disk {root}")
         endpoint = settings.s3_endpoint_url
         client: ClientConfig = {
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
@@ -162,7 +162,12 @@ class BlobStore:
             settings.s3_bucket, config=config, client_options=client, retry_config=retry
         )
         where = endpoint or "AWS S3"
-        return cls(store, description=f"bucket {settings.s3_bucket} at {where}")
+        return cls._opened(store, f"bucket {settings.s3_bucket} at {where}")
+
+    @classmethod
+    def _opened(cls, store: LocalStore | S3Store, description: str) -> BlobStore:
+        logger.info("cloud storage blobs", extra={"store": description})
+        return cls(store, description=description)
 
     async def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key` in one atomic write."""

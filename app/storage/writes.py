@@ -3,8 +3,8 @@
 1. The new blob is written under a fresh key (no database connection is held
    meanwhile: `release`).
 2. One transaction takes the user's turn (`quota.lock_account`), inserts or
-   repoints the row and checks the quota (`landing`, `Turn.check_room`). If anything in it fails,
-   it rolls back and the new blob is removed.
+   repoints the row and checks the quota (`landing`, `Turn.check_room`). If
+   anything in it fails, it rolls back and the new blob is removed.
 3. After the commit, the blobs no row points to any more are removed
    (`discard`).
 
@@ -119,12 +119,6 @@ class Admission:
 
     limits: TierLimits
     used: int
-
-    @property
-    def room(self) -> int | None:
-        """Bytes that fit under the quota now; None: unlimited."""
-        quota_bytes = self.limits.storage_bytes
-        return None if quota_bytes is None else max(0, quota_bytes - self.used)
 
 
 async def admit(*, session: AsyncSession, settings: Settings, user: User) -> Admission:
