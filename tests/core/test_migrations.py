@@ -26,6 +26,10 @@ APP_TABLES = {
     "associative_memory",
     "episodes",
     "proactive_patterns",
+    "storage_accounts",
+    "storage_records",
+    "storage_vectors",
+    "storage_backups",
 }
 
 
