@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ from app.device.protocol import CloseCode, DeviceProtocol, Heartbeat, now_iso
 from app.device.registry import DeviceRegistry
 from protocol.errors import DeviceDisconnectedError, ToolCallCancelledError
 from protocol.frames import (
+    AgentComplete,
+    AgentData,
     Cancel,
     ClientFrame,
     DeviceHello,
@@ -59,6 +62,8 @@ class ChatTurn:
 
 
 ChatHandler = Callable[[ChatTurn], Awaitable[None]]
+HelloHandler = Callable[[DeviceLink], Awaitable[None]]
+"""Runs in the background once a device has said hello (batch agents catch up)."""
 
 
 @dataclass(slots=True)
@@ -94,12 +99,14 @@ class DeviceConnection:
         chat_handler: ChatHandler,
         tool_call_timeout_s: float,
         still_signed_in: Callable[[], Awaitable[bool]],
+        hello_handler: HelloHandler | None = None,
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
         self._protocol = protocol
         self._registry = registry
         self._chat_handler = chat_handler
+        self._hello_handler = hello_handler
         self._tool_call_timeout_s = tool_call_timeout_s
         self._still_signed_in = still_signed_in
         self._send_lock = asyncio.Lock()
@@ -176,6 +183,8 @@ class DeviceConnection:
             running = self._requests.get(frame.request_id)
             if running is not None:
                 running.cancel()
+        elif isinstance(frame, AgentData | AgentComplete) and self._link is not None:
+            self._link.deliver_run(frame)
 
     async def _greet(self, hello: DeviceHello) -> None:
         self._link = DeviceLink(
@@ -189,6 +198,9 @@ class DeviceConnection:
         if replaced is not None:
             logger.info("device reconnected; closing its older connection")
             await replaced.close(CloseCode.REPLACED, "replaced by a newer connection")
+        if self._hello_handler is not None:
+            # In the background: what it starts needs this receive loop running.
+            self._in_background(functools.partial(self._hello_handler, self._link))
 
     async def _run_request(self, request: HomeRequest | FloatingRequest) -> None:
         assert request.request_id is not None
@@ -226,16 +238,19 @@ class DeviceConnection:
             self._requests.pop(request_id, None)
         await self._send_quietly(StreamEnd(request_id=request_id, mutations=target.mutations))
         for work in turn.after_end:
-            task = asyncio.create_task(self._after_end(work))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(work)
+
+    def _in_background(self, work: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.create_task(self._logged(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
-    async def _after_end(work: Callable[[], Awaitable[None]]) -> None:
+    async def _logged(work: Callable[[], Awaitable[None]]) -> None:
         try:
             await work()
         except Exception:
-            logger.exception("work after stream_end failed")
+            logger.exception("background work of a device connection failed")
 
     def _log_noise(self) -> None:
         """One line for all the useless frames of this connection (the first was logged)."""

@@ -292,8 +292,12 @@ class DeviceProtocol:
         if isinstance(frame, AgentData | AgentComplete):
             if frame.run_id not in self.runs:
                 return self._error(
-                    ErrorCode.UNKNOWN_RUN, f"no batch run {frame.run_id!r} on this connection"
+                    ErrorCode.UNKNOWN_RUN,
+                    f"no batch run {frame.run_id!r} is reading files on this connection",
                 )
+            if isinstance(frame, AgentComplete):
+                # The desktop is done with the run: anything it sends for it later is refused.
+                self.runs.discard(frame.run_id)
             return Received(frame=frame)
         msg = f"unhandled frame {frame!r}"  # unreachable while the union is covered above
         raise AssertionError(msg)
@@ -326,6 +330,14 @@ class DeviceProtocol:
 
     def request_finished(self, request_id: str) -> None:
         self.inflight.discard(request_id)
+
+    def run_started(self, run_id: str) -> None:
+        """Accept `agent_data` / `agent_complete` for `run_id` (an `agent_run` was sent)."""
+        self.runs.add(run_id)
+
+    def run_finished(self, run_id: str) -> None:
+        """Refuse further frames for `run_id` (it ended on the server's side)."""
+        self.runs.discard(run_id)
 
     @staticmethod
     def _error(

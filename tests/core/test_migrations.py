@@ -26,6 +26,9 @@ APP_TABLES = {
     "associative_memory",
     "episodes",
     "proactive_patterns",
+    "batch_agents",
+    "batch_runs",
+    "batch_processed_chunks",
 }
 
 
