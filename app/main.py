@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from agents.llm import LLMNotConfiguredError, extraction_model
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
-from app.chat.engine import ChatEngine
+from app.batch.router import router as batch_router
+from app.batch.scheduled import BatchScheduler
+from app.chat.engine import ChatEngine, model_config
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
 from app.core.body_limit import BodyLimitMiddleware, BodyLimits
@@ -79,18 +82,36 @@ def create_app(
             registry=app.state.device_registry,
         )
         app.state.chat_handler = chat_handler or app.state.chat_service.run_device_turn
-        pattern_pass = asyncio.create_task(
-            run_pattern_pass_forever(
-                sessionmaker=app.state.sessionmaker,
-                keyring=app.state.keyring,
-                interval_s=settings.memory_pattern_interval_s,
-            )
+        try:
+            extraction, not_configured = extraction_model(model_config(settings)), None
+        except LLMNotConfiguredError as exc:
+            extraction, not_configured = None, str(exc)
+        app.state.batch_scheduler = BatchScheduler(
+            settings=settings,
+            sessionmaker=app.state.sessionmaker,
+            keyring=app.state.keyring,
+            registry=app.state.device_registry,
+            model=extraction,
+            not_configured=not_configured,
         )
+        app.state.hello_handler = app.state.batch_scheduler.catch_up
+        jobs = [
+            asyncio.create_task(
+                run_pattern_pass_forever(
+                    sessionmaker=app.state.sessionmaker,
+                    keyring=app.state.keyring,
+                    interval_s=settings.memory_pattern_interval_s,
+                )
+            ),
+            asyncio.create_task(app.state.batch_scheduler.run_forever()),
+        ]
         try:
             yield
         finally:
-            pattern_pass.cancel()
-            await asyncio.gather(pattern_pass, return_exceptions=True)
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            await app.state.batch_scheduler.close()
             await chat_engine.close()
             await engine.dispose()
 
@@ -114,5 +135,6 @@ def create_app(
     api.include_router(device_router)
     api.include_router(chat_router)
     api.include_router(memory_router)
+    api.include_router(batch_router)
     app.include_router(api)
     return app

@@ -9,6 +9,7 @@ fall-back change fires once, the first time.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,7 +18,9 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 MIN_INTERVAL_MINUTES = 5
 MAX_CRON_CHARS = 100
 MAX_TIMEZONE_CHARS = 64
-ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+ALIASES = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
 _FIELDS = 5
 _HOURS = range(24)
 _MINUTES = range(60)
@@ -49,7 +52,7 @@ def _shortest_gap_minutes(minutes: list[int], hours: list[int]) -> int:
     an hour and the first of the next are `first + 60 - last` apart whenever
     two consecutive hours (23 and 0 included) both fire.
     """
-    gaps = [later - earlier for earlier, later in zip(minutes, minutes[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(minutes)]
     hour_set = set(hours)
     if any((hour + 1) % 24 in hour_set for hour in hour_set):
         gaps.append(minutes[0] + 60 - minutes[-1])

@@ -24,8 +24,11 @@ KIB = 1024
 # largest valid request written with every character JSON-escaped (`\uXXXX`,
 # six bytes): auth bodies are an email and a password of at most 1,024
 # characters; `/chat` a message of at most 32,000 characters plus a context of
-# at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters.
+# at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters; a
+# local agent at most 25,300 characters (20 paths of 1,024, a prompt template of
+# 4,000, names and ids). A `{id}` segment stands for any one path segment.
 AUTH_BODY_BYTES = 16 * KIB
+AGENT_BODY_BYTES = 160 * KIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/register": AUTH_BODY_BYTES,
     "/auth/login": AUTH_BODY_BYTES,
@@ -33,6 +36,8 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/logout": AUTH_BODY_BYTES,
     "/chat": 256 * KIB,
     "/storage/vectors/embed": 128 * KIB,
+    "/agents/local": AGENT_BODY_BYTES,
+    "/agents/local/{id}": AGENT_BODY_BYTES,
 }
 
 
@@ -51,7 +56,11 @@ class BodyLimits:
 
     def for_path(self, path: str) -> int:
         # `/chat/` is redirected to `/chat`; it must not get a smaller limit on the way.
-        return self.by_path.get(path.rstrip("/") or "/", self.default)
+        path = path.rstrip("/") or "/"
+        if path in self.by_path:
+            return self.by_path[path]
+        parent, _, _ = path.rpartition("/")
+        return self.by_path.get(parent + "/{id}", self.default)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -114,6 +114,17 @@ class Settings(BaseSettings):
     ws_max_connections: int = Field(default=10_000, ge=1)
     ws_max_inflight_requests: int = Field(default=4, ge=1)
 
+    # Batch agents (README, Batch agents). The scheduler wakes every interval; a run no
+    # instance has refreshed for BATCH_STALE_RUN_S is ended as interrupted.
+    batch_scheduler_interval_s: float = Field(default=30.0, gt=0)
+    batch_stale_run_s: float = Field(default=300.0, gt=0)
+    batch_idle_timeout_s: float = Field(default=120.0, gt=0)
+    batch_max_files_per_run: int = Field(default=500, ge=1)
+    batch_max_file_bytes: int = Field(default=256 * 1024, ge=1)
+    batch_max_run_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # Characters of a file sent to the model in one extraction call; longer files go in pieces.
+    batch_chunk_chars: int = Field(default=12_000, ge=500)
+
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
@@ -141,6 +152,14 @@ class Settings(BaseSettings):
             msg = "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
             raise ValueError(msg)
         return level
+
+    @model_validator(mode="after")
+    def _stale_runs_outlive_passes(self) -> Settings:
+        # Each pass refreshes the runs of its instance: a live run must never look stale.
+        if self.batch_stale_run_s < 2 * self.batch_scheduler_interval_s:
+            msg = "BATCH_STALE_RUN_S must be at least twice BATCH_SCHEDULER_INTERVAL_S"
+            raise ValueError(msg)
+        return self
 
     @property
     def ws_hard_limit_bytes(self) -> int:
