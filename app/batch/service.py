@@ -344,10 +344,14 @@ async def claim_due_runs(
     """
     if not devices:
         return []
-    connected = func.unnest(
-        bindparam("users", [user for user, _ in devices], type_=ARRAY(Uuid)),
-        bindparam("devices", [device for _, device in devices], type_=ARRAY(String)),
-    ).table_valued("user_id", "device_id")
+    connected = (
+        func.unnest(
+            bindparam("users", [user for user, _ in devices], type_=ARRAY(Uuid)),
+            bindparam("devices", [device for _, device in devices], type_=ARRAY(String)),
+        )
+        .table_valued("user_id", "device_id")
+        .render_derived(name="connected")
+    )
     due = (
         await session.execute(
             select(
