@@ -63,7 +63,7 @@ async def test_a_file_without_one_of_the_agents_extensions_is_not_kept() -> None
 async def test_waiting_longer_than_the_idle_time_ends_the_run() -> None:
     inbox = RunInbox(LIMITS, [".md"])
 
-    with pytest.raises(RunEndedError, match="no agent_data or agent_complete for 0.05 seconds"):
+    with pytest.raises(RunEndedError, match=r"no agent_data or agent_complete for 0\.05 seconds"):
         await inbox.next()
 
 
