@@ -545,9 +545,11 @@ class DeviceClient:
         run_id = str(run["run_id"])
         if self.shared_folders is None:
             return run_frames(run_id, RunFiles(files=[], errors=[NO_SHARED_FOLDERS]))
-        config = run.get("config") if isinstance(run.get("config"), dict) else {}
+        config = run.get("config")
         # Reading a folder blocks: off the event loop, so pings are still answered.
-        found = await asyncio.to_thread(self.shared_folders.read, config)
+        found = await asyncio.to_thread(
+            self.shared_folders.read, config if isinstance(config, dict) else {}
+        )
         return run_frames(run_id, found, budget_bytes=self.shared_folders.frame_budget_bytes)
 
     def _in_background(self, work: Awaitable[None]) -> None:

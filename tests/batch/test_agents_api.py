@@ -171,7 +171,7 @@ async def test_another_users_agents_are_not_listed_changed_or_deleted(
     unknown = uuid.uuid4()
 
     assert (await client.get(AGENTS, headers=other)).json() == []
-    for agent_id in (agent["id"], unknown):
+    for agent_id in (agent["id"], str(unknown)):
         put = await client.put(f"{AGENTS}/{agent_id}", json={"name": "Mine"}, headers=other)
         delete = await client.delete(f"{AGENTS}/{agent_id}", headers=other)
         runs = await client.get("/api/v1/agents/runs", params={"agent_id": agent_id}, headers=other)

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from app.batch.scheduled import BatchScheduler
 from app.core.settings import Settings
 from devclient.agent_files import SharedFolders
-from devclient.client import DeviceClient, Frame
+from devclient.client import DeviceClient, Frame, tool_result_payload
 from tests.e2e.conftest import Account, Live, running
 from tests.llm.extraction import ExtractionScript, file_asked
 from tests.llm.scripted_openai import scripted_llm
@@ -315,7 +315,7 @@ async def test_an_insert_the_desktop_refuses_is_an_error_entry(batch: Batch, fol
     async def refuse_invoices(call: Frame) -> Frame:
         if call["action"] == "insert" and call["data"].get("title") == "Send the invoice":
             return {"error": "disk full"}
-        return client.store.execute(**{k: call.get(k) for k in ("action", "table", "data")})
+        return tool_result_payload(client.store, call)
 
     client.on_tool_call = refuse_invoices
     run = await batch.finished(account, await batch.run_now(account, agent["id"]))
@@ -420,12 +420,13 @@ async def test_frames_for_unknown_finished_or_other_users_runs_are_refused(
     intruder = await batch.desktop(await batch.account(), "desk")
     stray = {"path": "/x.md", "name": "x.md", "content": "Pay me.", "metadata": {}}
 
-    for sender, frame in [
+    sent: list[tuple[DeviceClient, Frame]] = [
         (client, {"type": "agent_data", "run_id": uuid.uuid4().hex, "files": [stray]}),
         (client, {"type": "agent_data", "run_id": run_id, "files": [stray]}),
         (client, {"type": "agent_complete", "run_id": run_id, "files_read": 1}),
         (intruder, {"type": "agent_data", "run_id": run_id, "files": [stray]}),
-    ]:
+    ]
+    for sender, frame in sent:
         await sender.send_json(frame)
         error = await next_error(sender)
         assert error["code"] == "unknown_run", frame
