@@ -16,13 +16,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
+    WithJsonSchema,
 )
 
 from app.batch.models import AgentType, RunStatus, RunTrigger
 from app.batch.schedule import (
     MAX_CRON_CHARS,
     MAX_TIMEZONE_CHARS,
+    TIMEZONES,
     check_cron,
     check_timezone,
 )
@@ -42,11 +45,9 @@ def _zone(value: str | None) -> str | None:
     return None if value is None else check_timezone(value)
 
 
-def _unique(values: list[_T]) -> list[_T]:
-    if len(set(values)) != len(values):
-        msg = "values must not repeat"
-        raise ValueError(msg)
-    return values
+def _distinct(values: list[_T]) -> list[_T]:
+    """The values in order, each once: a repeated path or type is meant once."""
+    return list(dict.fromkeys(values))
 
 
 Name = Annotated[
@@ -65,7 +66,9 @@ Extension = Annotated[
 Cron = Annotated[
     str,
     Field(
+        min_length=1,
         max_length=MAX_CRON_CHARS,
+        pattern=r"\S",
         description="A 5-field cron expression (or @hourly, @daily, …) evaluated in `timezone`;"
         " at most one run every 5 minutes.",
         examples=["0 9 * * 1"],
@@ -73,9 +76,13 @@ Cron = Annotated[
     AfterValidator(check_cron),
 ]
 Timezone = Annotated[
-    str | None,
+    Annotated[
+        str,
+        Field(max_length=MAX_TIMEZONE_CHARS),
+        WithJsonSchema({"type": "string", "enum": sorted(TIMEZONES)}),
+    ]
+    | None,
     Field(
-        max_length=MAX_TIMEZONE_CHARS,
         description="IANA time zone of the schedule; default: the user's (core memory), else UTC.",
         examples=["Europe/Berlin"],
     ),
@@ -84,8 +91,13 @@ Timezone = Annotated[
 DataTypes = Annotated[
     list[DataType],
     Field(min_length=1, max_length=len(DataType), description="What to extract."),
-    AfterValidator(_unique),
+    AfterValidator(_distinct),
 ]
+Paths = Annotated[list[Path], Field(min_length=1, max_length=MAX_PATHS), AfterValidator(_distinct)]
+Extensions = Annotated[
+    list[Extension], Field(min_length=1, max_length=MAX_EXTENSIONS), AfterValidator(_distinct)
+]
+DeviceId = Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID_CHARS)]
 PromptTemplate = Annotated[
     str,
     Field(
@@ -107,43 +119,29 @@ class AgentSettings(_Strict):
     prompt_template: PromptTemplate = ""
     schedule_cron: Cron
     timezone: Timezone = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class LocalAgentCreate(AgentSettings):
     """A local-directory agent: folders on one desktop, read through its device socket."""
 
-    device_id: Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID_CHARS)]
-    directory_paths: Annotated[
-        list[Path], Field(min_length=1, max_length=MAX_PATHS), AfterValidator(_unique)
-    ]
-    file_extensions: Annotated[
-        list[Extension], Field(min_length=1, max_length=MAX_EXTENSIONS), AfterValidator(_unique)
-    ] = Field(default_factory=lambda: [".md", ".txt"])
+    device_id: DeviceId
+    directory_paths: Paths
+    file_extensions: Extensions = Field(default_factory=lambda: [".md", ".txt"])
 
 
 class LocalAgentUpdate(_Strict):
     """A change to a local agent: only the fields given change."""
 
     name: Name | None = None
-    device_id: Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID_CHARS)] | None = None
-    directory_paths: (
-        Annotated[list[Path], Field(min_length=1, max_length=MAX_PATHS), AfterValidator(_unique)]
-        | None
-    ) = None
-    file_extensions: (
-        Annotated[
-            list[Extension],
-            Field(min_length=1, max_length=MAX_EXTENSIONS),
-            AfterValidator(_unique),
-        ]
-        | None
-    ) = None
+    device_id: DeviceId | None = None
+    directory_paths: Paths | None = None
+    file_extensions: Extensions | None = None
     data_types: DataTypes | None = None
     prompt_template: PromptTemplate | None = None
     schedule_cron: Cron | None = None
     timezone: Timezone = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class CloudFilter(_Strict):

@@ -100,7 +100,9 @@ INVALID = [
     ({"timezone": "Mars/Olympus"}, "timezone", "unknown IANA time zone"),
     ({"data_types": []}, "data_types", "at least 1 item"),
     ({"data_types": ["tasks", "emails"]}, "data_types.1", "'tasks', 'notes', 'timelines'"),
-    ({"data_types": ["tasks", "tasks"]}, "data_types", "must not repeat"),
+    ({"timezone": "localtime"}, "timezone", "unknown IANA time zone"),
+    ({"enabled": 0}, "enabled", "valid boolean"),
+    ({"schedule_cron": ""}, "schedule_cron", "at least 1 character"),
     ({"file_extensions": ["md"]}, "file_extensions.0", "should match pattern"),
     ({"file_extensions": [".a/b"]}, "file_extensions.0", "should match pattern"),
     ({"directory_paths": []}, "directory_paths", "at least 1 item"),
@@ -127,6 +129,24 @@ async def test_an_invalid_agent_is_refused_with_a_precise_422(
     assert ".".join(map(str, error["loc"])) == f"body.{where}"
     assert message in error["msg"]
     assert (await client.get(AGENTS, headers=headers)).json() == []
+
+
+async def test_repeated_paths_types_and_extensions_count_once(client: httpx.AsyncClient) -> None:
+    headers, _ = await sign_up(client)
+
+    response = await client.post(
+        AGENTS,
+        json=agent_body(
+            directory_paths=["/a", "/b", "/a"],
+            data_types=["notes", "tasks", "notes"],
+            file_extensions=[".md", ".MD", ".txt"],
+        ),
+        headers=headers,
+    )
+
+    agent = response.json()
+    assert (agent["directory_paths"], agent["data_types"]) == (["/a", "/b"], ["notes", "tasks"])
+    assert agent["file_extensions"] == [".md", ".txt"]
 
 
 async def test_an_invalid_change_is_refused_and_changes_nothing(client: httpx.AsyncClient) -> None:

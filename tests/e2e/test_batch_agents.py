@@ -149,6 +149,25 @@ def calls(client: DeviceClient, action: str) -> list[Frame]:
     return [call for call in client.tool_calls if call["action"] == action]
 
 
+async def stay_silent(run: Frame) -> None:
+    """An `on_agent_run` hook for a desktop that never answers a run."""
+
+
+class HeldRuns:
+    """An `on_agent_run` hook that answers each run with its files once `release` is set."""
+
+    def __init__(self, client: DeviceClient) -> None:
+        self.client = client
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+
+    async def __call__(self, run: Frame) -> None:
+        self.started.append(run["run_id"])
+        await self.release.wait()
+        for frame in await self.client.run_frames(run):
+            await self.client.send_json(frame)
+
+
 # -- a full run ------------------------------------------------------------------------
 
 
@@ -372,9 +391,6 @@ async def test_a_silent_desktop_ends_the_run_with_an_error(batch: Batch, folder:
     client = await batch.shared_desktop(account, folder)
     agent = await batch.create_agent(account, folder)
 
-    async def stay_silent(run: Frame) -> None:
-        return None
-
     client.on_agent_run = stay_silent
     run = await batch.finished(account, await batch.run_now(account, agent["id"]))
 
@@ -464,18 +480,9 @@ async def test_invalid_agent_frames_get_errors_and_change_nothing(
     account = await batch.account()
     client = await batch.shared_desktop(account, folder)
     agent = await batch.create_agent(account, folder)
-    release = asyncio.Event()
-    runs: list[str] = []
-
-    async def hold(run: Frame) -> None:
-        runs.append(run["run_id"])
-        await release.wait()
-        for frame in await client.run_frames(run):
-            await client.send_json(frame)
-
-    client.on_agent_run = hold
+    held = client.on_agent_run = HeldRuns(client)
     run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(runs))
+    await batch.until(lambda: bool(held.started))
     for raw in [
         '{"type": "agent_data", "run_id": "' + run_id + '", "files": "nope"}',
         '{"type": "agent_complete", "run_id": "' + run_id + '", "files_read": -1}',
@@ -484,7 +491,7 @@ async def test_invalid_agent_frames_get_errors_and_change_nothing(
         await client.send_text(raw)
         error = await next_error(client)
         assert error["code"] in {"invalid_frame", "invalid_json"}, raw
-    release.set()
+    held.release.set()
     run = await batch.finished(account, run_id)
 
     assert (run["status"], run["items_processed"]) == ("success", 2)
@@ -505,20 +512,13 @@ async def test_run_now_is_refused_while_the_desktop_is_away_or_a_run_is_going(
     assert "desktop is not connected" in offline.json()["detail"]
 
     client = await batch.shared_desktop(account, folder)
-    release = asyncio.Event()
-
-    async def hold(run: Frame) -> None:
-        await release.wait()
-        for frame in await client.run_frames(run):
-            await client.send_json(frame)
-
-    client.on_agent_run = hold
+    held = client.on_agent_run = HeldRuns(client)
     answers = await asyncio.gather(*(batch.http("POST", path, account.token) for _ in range(5)))
     assert sorted(a.status_code for a in answers) == [202, 409, 409, 409, 409]
     assert {a.json()["detail"] for a in answers if a.status_code == 409} == {
         "A run of this agent is already going; wait for it to finish"
     }
-    release.set()
+    held.release.set()
     [started] = [a.json()["run_id"] for a in answers if a.status_code == 202]
     await batch.finished(account, started)
     assert len(client.agent_runs) == 1
@@ -653,14 +653,7 @@ async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
     account = await batch.account()
     client = await batch.shared_desktop(account, folder)
     agent = await batch.create_agent(account, folder)
-    release = asyncio.Event()
-
-    async def hold(run: Frame) -> None:
-        await release.wait()
-        for frame in await client.run_frames(run):
-            await client.send_json(frame)
-
-    client.on_agent_run = hold
+    held = client.on_agent_run = HeldRuns(client)
     run_id = await batch.run_now(account, agent["id"])
     await batch.until(lambda: bool(client.agent_runs))
     await batch.sql("UPDATE batch_runs SET touched_at = now() - interval '3 hours'")
@@ -669,7 +662,7 @@ async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
 
     [(status,)] = await batch.sql("SELECT status FROM batch_runs")
     assert status == "running"
-    release.set()
+    held.release.set()
     assert (await batch.finished(account, run_id))["status"] == "success"
 
 
@@ -680,9 +673,6 @@ async def test_deleting_an_agent_stops_its_run_and_deletes_its_logs(
     client = await batch.shared_desktop(account, folder)
     agent = await batch.create_agent(account, folder)
     await batch.finished(account, await batch.run_now(account, agent["id"]))
-
-    async def stay_silent(run: Frame) -> None:
-        return None
 
     client.on_agent_run = stay_silent
     await batch.run_now(account, agent["id"])
