@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.batch.schedule import ScheduleError, check_cron, check_timezone, next_run_after
+from app.core.settings import Settings
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -105,3 +106,9 @@ def test_time_zones_must_be_iana_names() -> None:
     for name in ("Mars/Olympus", "CET+1", "../etc/passwd", ""):
         with pytest.raises(ScheduleError, match="unknown IANA time zone"):
             check_timezone(name)
+
+
+def test_stale_runs_must_outlive_two_scheduler_passes() -> None:
+    with pytest.raises(ValueError, match="BATCH_STALE_RUN_S must be at least twice"):
+        Settings(_env_file=None, batch_scheduler_interval_s=30, batch_stale_run_s=59)
+    assert Settings(_env_file=None, batch_scheduler_interval_s=30, batch_stale_run_s=60)

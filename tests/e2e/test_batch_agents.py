@@ -425,6 +425,50 @@ async def test_a_desktop_disconnecting_mid_run_ends_it_at_once(batch: Batch, fol
     assert batch.scheduler.running == []
 
 
+async def test_a_desktop_leaving_while_an_insert_is_pending_ends_the_run_at_once(
+    batch: Batch, folder: Path
+) -> None:
+    account = await batch.account()
+    client = await batch.shared_desktop(account, folder)
+    agent = await batch.create_agent(account, folder)
+    batch.script.items["acme.md"] = {"tasks": [{"title": "First"}, {"title": "Second"}]}
+    insert_arrived = asyncio.Event()
+
+    async def never_answer_inserts(call: Frame) -> Frame:
+        if call["action"] == "insert":
+            insert_arrived.set()
+            await asyncio.Event().wait()
+        return tool_result_payload(client.store, call)
+
+    client.on_tool_call = never_answer_inserts
+    run_id = await batch.run_now(account, agent["id"])
+    await asyncio.wait_for(insert_arrived.wait(), 5)
+    await client.close()
+    run = await batch.finished(account, run_id)
+
+    assert (run["status"], run["items_created"]) == ("error", 0)
+    assert run["errors"] == ["device disconnected"]
+    assert await batch.sql("SELECT * FROM batch_processed_chunks") == []  # tried again later
+
+
+async def test_a_server_shutting_down_ends_its_runs_as_interrupted(
+    batch: Batch, folder: Path
+) -> None:
+    account = await batch.account()
+    client = await batch.shared_desktop(account, folder)
+    agent = await batch.create_agent(account, folder)
+    held = client.on_agent_run = HeldRuns(client)
+    run_id = await batch.run_now(account, agent["id"])
+    await batch.until(lambda: bool(held.started))
+
+    await batch.scheduler.close()
+
+    run = await batch.finished(account, run_id)
+    assert run["status"] == "error"
+    assert run["errors"] == ["interrupted: the server running it stopped before it ended"]
+    assert batch.link(account, "desk").protocol.runs == set()
+
+
 async def test_frames_for_unknown_finished_or_other_users_runs_are_refused(
     batch: Batch, folder: Path
 ) -> None:
