@@ -30,8 +30,8 @@ from agents.extraction import (
     Extraction,
     ExtractionFailedError,
     ExtractionRequest,
+    Extractor,
     Project,
-    extract,
 )
 from agents.llm import MODEL_ERRORS
 from app.batch import service
@@ -212,7 +212,7 @@ class LocalRun:
         self._run_id = str(run_id)
         self._config = config
         self._link = link
-        self._model = model
+        self._extractor = Extractor(model, config.data_types)
         self._sessionmaker = sessionmaker
         self._cipher = cipher
         self._limits = limits
@@ -322,7 +322,7 @@ class LocalRun:
             parts=parts,
         )
         try:
-            return await extract(self._model, request)
+            return await self._extractor.extract(request)
         except (ExtractionFailedError, *MODEL_ERRORS) as exc:
             logger.warning("batch extraction failed", extra={"error": type(exc).__name__})
             where = f" (part {part} of {parts})" if parts > 1 else ""
