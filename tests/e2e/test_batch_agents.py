@@ -83,6 +83,14 @@ class Batch(Live):
             account, device_id, shared_folders=SharedFolders([folder]), **options
         )
 
+    async def ready(
+        self, folder: Path, **fields: Any
+    ) -> tuple[Account, DeviceClient, dict[str, Any]]:
+        """A new account, its desktop sharing `folder`, and an agent over that folder."""
+        account = await self.account()
+        client = await self.shared_desktop(account, folder)
+        return account, client, await self.create_agent(account, folder, **fields)
+
     async def run_now(self, account: Account, agent_id: str) -> str:
         response = await self.http("POST", f"/api/v1/agents/{agent_id}/run", account.token)
         assert response.status_code == 202, response.text
@@ -257,9 +265,7 @@ async def test_the_prompt_holds_the_template_the_file_today_and_the_projects(
 
 
 async def test_a_second_run_extracts_only_what_changed(batch: Batch, folder: Path) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
     await batch.finished(account, await batch.run_now(account, agent["id"]))
     assert batch.llm is not None
@@ -285,9 +291,7 @@ async def test_a_second_run_extracts_only_what_changed(batch: Batch, folder: Pat
 async def test_a_model_failure_on_one_file_is_an_error_entry_and_is_retried_later(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
     batch.script.items["bob.txt"] = {"tasks": [{"title": "Call Bob"}]}
     batch.script.failing.add("bob.txt")
@@ -308,9 +312,7 @@ async def test_a_model_failure_on_one_file_is_an_error_entry_and_is_retried_late
 async def test_a_milestone_without_a_project_is_skipped_and_reported(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder, data_types=["timelines"])
+    account, client, agent = await batch.ready(folder, data_types=["timelines"])
     batch.script.items["acme.md"] = {
         "milestones": [{"title": "Go live", "date": "2027-02-01", "project": "Nowhere"}]
     }
@@ -326,9 +328,7 @@ async def test_a_milestone_without_a_project_is_skipped_and_reported(
 
 
 async def test_an_insert_the_desktop_refuses_is_an_error_entry(batch: Batch, folder: Path) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}, {"title": "Ok"}]}
 
     async def refuse_invoices(call: Frame) -> Frame:
@@ -387,9 +387,7 @@ async def test_files_past_the_total_byte_limit_are_skipped(batch: Batch, folder:
 
 @pytest.mark.parametrize("live_settings", [{**BATCH_DEFAULTS, "batch_idle_timeout_s": 0.5}])
 async def test_a_silent_desktop_ends_the_run_with_an_error(batch: Batch, folder: Path) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
 
     client.on_agent_run = stay_silent
     run = await batch.finished(account, await batch.run_now(account, agent["id"]))
@@ -400,9 +398,7 @@ async def test_a_silent_desktop_ends_the_run_with_an_error(batch: Batch, folder:
 
 
 async def test_a_desktop_disconnecting_mid_run_ends_it_at_once(batch: Batch, folder: Path) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
     sent_part = asyncio.Event()
 
@@ -428,9 +424,7 @@ async def test_a_desktop_disconnecting_mid_run_ends_it_at_once(batch: Batch, fol
 async def test_a_desktop_leaving_while_an_insert_is_pending_ends_the_run_at_once(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     batch.script.items["acme.md"] = {"tasks": [{"title": "First"}, {"title": "Second"}]}
     insert_arrived = asyncio.Event()
 
@@ -454,9 +448,7 @@ async def test_a_desktop_leaving_while_an_insert_is_pending_ends_the_run_at_once
 async def test_a_server_shutting_down_ends_its_runs_as_interrupted(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     held = client.on_agent_run = HeldRuns(client)
     run_id = await batch.run_now(account, agent["id"])
     await batch.until(lambda: bool(held.started))
@@ -472,9 +464,7 @@ async def test_a_server_shutting_down_ends_its_runs_as_interrupted(
 async def test_frames_for_unknown_finished_or_other_users_runs_are_refused(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     run_id = await batch.run_now(account, agent["id"])
     before = await batch.finished(account, run_id)
     intruder = await batch.desktop(await batch.account(), "desk")
@@ -500,9 +490,7 @@ async def test_frames_for_unknown_finished_or_other_users_runs_are_refused(
 async def test_an_oversized_agent_data_frame_is_refused_and_the_run_goes_on(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
 
     async def too_big_first(run: Frame) -> None:
         huge = {"path": "/huge.md", "name": "huge.md", "content": "x" * 8000, "metadata": {}}
@@ -521,9 +509,7 @@ async def test_an_oversized_agent_data_frame_is_refused_and_the_run_goes_on(
 async def test_invalid_agent_frames_get_errors_and_change_nothing(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     held = client.on_agent_run = HeldRuns(client)
     run_id = await batch.run_now(account, agent["id"])
     await batch.until(lambda: bool(held.started))
@@ -648,9 +634,7 @@ async def test_overdue_agents_of_one_desktop_run_one_at_a_time(batch: Batch, fol
 
 
 async def test_the_scheduler_claims_a_due_slot_once(batch: Batch, folder: Path) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder, schedule_cron="*/5 * * * *")
+    account, client, agent = await batch.ready(folder, schedule_cron="*/5 * * * *")
     await make_due(batch, agent["id"], slots_missed=3)
 
     passes = await asyncio.gather(*(batch.scheduler.run_pass() for _ in range(4)))
@@ -694,9 +678,7 @@ async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
 async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     held = client.on_agent_run = HeldRuns(client)
     run_id = await batch.run_now(account, agent["id"])
     await batch.until(lambda: bool(client.agent_runs))
@@ -713,9 +695,7 @@ async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
 async def test_deleting_an_agent_stops_its_run_and_deletes_its_logs(
     batch: Batch, folder: Path
 ) -> None:
-    account = await batch.account()
-    client = await batch.shared_desktop(account, folder)
-    agent = await batch.create_agent(account, folder)
+    account, client, agent = await batch.ready(folder)
     await batch.finished(account, await batch.run_now(account, agent["id"]))
 
     client.on_agent_run = stay_silent
