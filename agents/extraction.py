@@ -21,6 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from agents.llm import ModelConfig, chat_model
 from protocol.frames import DataType
 
 MAX_ITEMS_PER_KIND = 50
@@ -114,6 +115,16 @@ class Extraction:
     @property
     def count(self) -> int:
         return len(self.tasks) + len(self.notes) + len(self.milestones) + len(self.projects)
+
+
+def extraction_model(config: ModelConfig) -> BaseChatModel:
+    """The model batch agents extract items with: the sub-agents' model.
+
+    Like a sub-agent's report, an extraction is read whole, never shown as it
+    arrives; `LLM_SUBAGENT_MODEL` chooses it when set. Raises
+    `agents.llm.LLMNotConfiguredError` without a model.
+    """
+    return chat_model(config, "subagent")
 
 
 class ExtractionFailedError(Exception):

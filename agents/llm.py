@@ -145,20 +145,7 @@ class ModelConfig:
 
 def chat_model(config: ModelConfig, role: Role) -> BaseChatModel:
     """The streaming chat model for `role`; with fallbacks, a LiteLLM router over them."""
-    return _litellm_model(config, config.name_for(role), streaming=True)
-
-
-def extraction_model(config: ModelConfig) -> BaseChatModel:
-    """The model batch agents extract items with: the main model, one whole answer per call.
-
-    Nothing is shown while it answers, so it does not stream.
-    """
-    if not config.model:
-        raise LLMNotConfiguredError
-    return _litellm_model(config, config.model, streaming=False)
-
-
-def _litellm_model(config: ModelConfig, name: str, *, streaming: bool) -> BaseChatModel:
+    name = config.name_for(role)
     if config.fallback_models:
         names = [name, *(m for m in config.fallback_models if m != name)]
         router = Router(
@@ -169,14 +156,14 @@ def _litellm_model(config: ModelConfig, name: str, *, streaming: bool) -> BaseCh
         return CompleteChatLiteLLMRouter(
             router=router,
             model_name=name,
-            streaming=streaming,
+            streaming=True,
             cut_stream_retries=config.max_retries,
         )
     return CompleteChatLiteLLM(
         model=name,
         api_base=config.api_base,
         api_key=config.api_key,
-        streaming=streaming,
+        streaming=True,
         request_timeout=config.timeout_s,
         # ChatLiteLLM's own max_retries counts attempts (1 = no retry) and skips
         # server errors; the provider SDK's retries (with back-off, honouring

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from agents.llm import LLMNotConfiguredError, extraction_model
+from agents.extraction import extraction_model
+from agents.llm import LLMNotConfiguredError
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks

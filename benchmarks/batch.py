@@ -40,7 +40,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app  # noqa: F401 - sets LITELLM_LOCAL_MODEL_COST_MAP before anything imports litellm
-from agents.llm import ModelConfig, extraction_model
+from agents.extraction import extraction_model
+from agents.llm import ModelConfig
 from app.auth.models import User
 from app.batch.models import AgentType, BatchAgent
 from app.batch.scheduled import BatchScheduler

@@ -13,8 +13,9 @@ from agents.extraction import (
     ExtractionRequest,
     Extractor,
     Project,
+    extraction_model,
 )
-from agents.llm import MODEL_ERRORS, ModelConfig, extraction_model
+from agents.llm import MODEL_ERRORS, ModelConfig
 from protocol.frames import DataType
 from tests.llm.scripted_openai import (
     ErrorReply,
