@@ -634,6 +634,8 @@ async def test_overdue_agents_of_one_desktop_run_one_at_a_time(batch: Batch, fol
 
 
 async def test_the_scheduler_claims_a_due_slot_once(batch: Batch, folder: Path) -> None:
+    # Passes only: a late catch-up from the desktop's hello may not take the slot first.
+    batch.app.state.hello_handler = None
     account, client, agent = await batch.ready(folder, schedule_cron="*/5 * * * *")
     await make_due(batch, agent["id"], slots_missed=3)
 
