@@ -36,6 +36,7 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/chat": 256 * KIB,
     "/storage/vectors/embed": 128 * KIB,
     "/billing/checkout": 4 * KIB,  # a tier and a seat count
+    "/billing/portal": 1 * KIB,  # no body is read
     "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,
 }
 

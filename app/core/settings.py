@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     stripe_price_team: str | None = None
     billing_success_url: str | None = None
     billing_cancel_url: str | None = None
+    # Where Stripe's customer portal sends the user back to; unset: BILLING_SUCCESS_URL.
+    billing_portal_return_url: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
 
     _split = field_validator(
@@ -152,6 +154,7 @@ class Settings(BaseSettings):
         "stripe_price_team",
         "billing_success_url",
         "billing_cancel_url",
+        "billing_portal_return_url",
         mode="before",
     )
     @classmethod
