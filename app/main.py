@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -16,6 +16,9 @@ from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
 from app.batch.router import router as batch_router
 from app.batch.scheduled import BatchScheduler
+from app.billing.router import router as billing_router
+from app.billing.scheduled import run_grace_sweep_forever
+from app.billing.stripe_api import StripeGateway
 from app.chat.engine import ChatEngine, model_config
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
@@ -24,6 +27,7 @@ from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.keys import MasterKeyring
 from app.core.logging import RequestContextMiddleware
+from app.core.rate_limit import RateLimiter, limiter_storage
 from app.core.secrets import resolve_secrets
 from app.core.settings import Settings
 from app.device.connection import ChatHandler
@@ -33,24 +37,31 @@ from app.health.router import router as health_router
 from app.memory.router import router as memory_router
 from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
+from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(
-    settings: Settings | None = None, *, chat_handler: ChatHandler | None = None
+    settings: Settings | None = None,
+    *,
+    chat_handler: ChatHandler | None = None,
+    downgrade_effects: Sequence[DowngradeEffect] = DOWNGRADE_EFFECTS,
 ) -> FastAPI:
     """Build the app for `settings` (read from the environment when omitted).
 
     `DATABASE_URL` must be resolved by then: the launcher in `app.cli` starts
     the embedded PostgreSQL and fills it in before calling this. `chat_handler`
-    replaces the chat service for device chat requests (tests script it).
+    replaces the chat service for device chat requests (tests script it);
+    `downgrade_effects` what a plan change does to other domains' data.
     """
     settings = resolve_secrets(settings or Settings())
     if settings.database_url is None:
         msg = "DATABASE_URL is not set; start the server with `python -m app serve`"
         raise RuntimeError(msg)
     database_url = settings.database_url
+    # Fails here, at start-up, for a storage URI `limits` does not know.
+    rate_limit_storage = limiter_storage(settings.rate_limit_storage_uri)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +82,16 @@ def create_app(
         app.state.device_registry = DeviceRegistry(
             max_per_user=settings.ws_max_connections_per_user,
             max_total=settings.ws_max_connections,
+        )
+        app.state.rate_limiter = RateLimiter(rate_limit_storage)
+        app.state.downgrade_effects = tuple(downgrade_effects)
+        app.state.stripe_gateway = (
+            StripeGateway(
+                api_key=settings.stripe_secret_key.get_secret_value(),
+                api_base=settings.stripe_api_base,
+            )
+            if settings.stripe_secret_key is not None
+            else None
         )
         chat_engine = await ChatEngine.start(settings, app.state.keyring, database_url)
         log_memory_mode(settings)
@@ -104,6 +125,13 @@ def create_app(
                     interval_s=settings.memory_pattern_interval_s,
                 )
             ),
+            asyncio.create_task(
+                run_grace_sweep_forever(
+                    sessionmaker=app.state.sessionmaker,
+                    settings=settings,
+                    effects=app.state.downgrade_effects,
+                )
+            ),
             asyncio.create_task(app.state.batch_scheduler.run_forever()),
         ]
         try:
@@ -113,6 +141,8 @@ def create_app(
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
             await app.state.batch_scheduler.close()
+            if app.state.stripe_gateway is not None:
+                await app.state.stripe_gateway.close()
             await chat_engine.close()
             await engine.dispose()
 
@@ -137,5 +167,6 @@ def create_app(
     api.include_router(chat_router)
     api.include_router(memory_router)
     api.include_router(batch_router)
+    api.include_router(billing_router)
     app.include_router(api)
     return app

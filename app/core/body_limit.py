@@ -29,6 +29,8 @@ KIB = 1024
 # 4,000, names and ids). A `{id}` segment stands for any one path segment.
 AUTH_BODY_BYTES = 16 * KIB
 AGENT_BODY_BYTES = 160 * KIB
+# Stripe events are small JSON documents; an invoice with many lines is the largest.
+STRIPE_WEBHOOK_BODY_BYTES = 512 * KIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/register": AUTH_BODY_BYTES,
     "/auth/login": AUTH_BODY_BYTES,
@@ -38,6 +40,9 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/storage/vectors/embed": 128 * KIB,
     "/agents/local": AGENT_BODY_BYTES,
     "/agents/local/{id}": AGENT_BODY_BYTES,
+    "/billing/checkout": 4 * KIB,  # a tier and a seat count
+    "/billing/portal": 1 * KIB,  # no body is read
+    "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,
 }
 
 

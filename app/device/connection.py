@@ -100,6 +100,7 @@ class DeviceConnection:
         tool_call_timeout_s: float,
         still_signed_in: Callable[[], Awaitable[bool]],
         hello_handler: HelloHandler | None = None,
+        admit_request: Callable[[], Awaitable[None]],
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
@@ -109,6 +110,7 @@ class DeviceConnection:
         self._hello_handler = hello_handler
         self._tool_call_timeout_s = tool_call_timeout_s
         self._still_signed_in = still_signed_in
+        self._admit_request = admit_request
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, _RunningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -220,6 +222,8 @@ class DeviceConnection:
         running.started = True
         try:
             if not running.cancelled:
+                # The user's request rate limit: past it, `rate_limited` then stream_end.
+                await self._admit_request()
                 await self._chat_handler(turn)
         except asyncio.CancelledError:
             if self._closed:

@@ -230,12 +230,16 @@ class DeviceProtocol:
                 return Received(result=frame)  # answers to our own calls are free
         retry_after = self._limiter.acquire()
         if retry_after is not None:
+            request_id = _request_id_of(raw)
             refused = self._error(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.limits.messages_per_minute} frames per minute",
-                request_id=_request_id_of(raw),
+                request_id=request_id,
                 retry_after=retry_after,
             )
+            if isinstance(frame, ChatRequest) and request_id and request_id not in self.inflight:
+                # Like a request over the user's limit: `rate_limited` ends it with stream_end.
+                refused.replies.append(StreamEnd(request_id=request_id, mutations=[]))
             return self._count_noise(Noise.RATE_LIMITED, refused)
         if answer is Answer.LATE:
             return Received()  # the call timed out or its request ended: ignored

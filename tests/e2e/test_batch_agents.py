@@ -31,11 +31,13 @@ from tests.llm.extraction import ExtractionScript, file_asked
 from tests.llm.scripted_openai import scripted_llm
 from tests.memory.test_memory_service import dump_database
 
-# The loop never fires during a test (tests run passes themselves).
+# The loop never fires during a test (tests run passes themselves). The tests poll the
+# run log every 50 ms, far past the free plan's 20 requests a minute.
 BATCH_DEFAULTS: dict[str, Any] = {
     "batch_scheduler_interval_s": 3600.0,
     "batch_stale_run_s": 7200.0,
     "batch_idle_timeout_s": 10.0,
+    "rate_limit_free": 100_000,
 }
 RUN_TIMEOUT_S = 20.0
 
