@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import ConflictError, NotFoundError
+from app.core.errors import ConflictError, ForbiddenError, NotFoundError
 
 
 class AgentNotFoundError(NotFoundError):
@@ -20,3 +20,15 @@ class DeviceNotConnectedError(ConflictError):
 
 class RunAlreadyGoingError(ConflictError):
     detail = "A run of this agent is already going; wait for it to finish"
+
+
+class EnabledAgentLimitError(ForbiddenError):
+    """The user's plan allows no more enabled batch agents (local and cloud together)."""
+
+    detail = "Your plan allows no more enabled batch agents; disable one or upgrade"
+
+    def __init__(self, *, tier: str, limit: int) -> None:
+        agents = "agent" if limit == 1 else "agents"
+        super().__init__(
+            f"Your {tier} plan allows {limit} enabled batch {agents}; disable one or upgrade"
+        )

@@ -27,6 +27,11 @@ from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 router = APIRouter(prefix="/agents", tags=["batch agents"], responses=EVERY_ROUTE)
 
 NOT_FOUND = error(404, "No agent with this id belongs to the signed-in user.")
+OVER_PLAN_LIMIT = error(
+    403,
+    "The agent would be enabled past the plan's limit on enabled batch agents (local and"
+    " cloud together); `detail` names the plan and the limit. Disabling always works.",
+)
 MAX_RUNS_PER_PAGE = 100
 
 _CLOUD = CloudAgentCreate.model_json_schema()
@@ -80,7 +85,7 @@ async def list_local(
 @router.post(
     "/local",
     status_code=status.HTTP_201_CREATED,
-    responses={**AUTHENTICATED, **JSON_BODY},
+    responses={**AUTHENTICATED, **JSON_BODY, **OVER_PLAN_LIMIT},
 )
 async def create_local(
     body: LocalAgentCreate,
@@ -95,22 +100,32 @@ async def create_local(
         cipher=cipher,
         user_id=user.id,
         body=body,
-        default_timezone=settings.default_timezone,
+        settings=settings,
         now=_now(),
     )
 
 
-@router.put("/local/{agent_id}", responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND})
+@router.put(
+    "/local/{agent_id}",
+    responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND, **OVER_PLAN_LIMIT},
+)
 async def update_local(
     agent_id: uuid.UUID,
     body: LocalAgentUpdate,
     user: CurrentUser,
     session: SessionDep,
     cipher: UserCipherDep,
+    settings: SettingsDep,
 ) -> LocalAgentRead:
     """Change a local agent: only the fields given change."""
     return await service.update_local_agent(
-        session=session, cipher=cipher, user_id=user.id, agent_id=agent_id, body=body, now=_now()
+        session=session,
+        cipher=cipher,
+        user_id=user.id,
+        agent_id=agent_id,
+        body=body,
+        settings=settings,
+        now=_now(),
     )
 
 

@@ -6,6 +6,11 @@ Claims are what make runs exactly-once across server instances: an agent's
 slot is taken by one transaction (`FOR UPDATE SKIP LOCKED`, then its
 `next_run_at` moves past now), and at most one run per agent can be `running`
 (a partial unique index), whoever starts it.
+
+The plan's limit on enabled agents is checked under the user's account lock
+(`auth_service.lock_plan`), which billing also holds while it changes the plan:
+enabling agents and downgrades take turns per user. Locks are taken in that
+order, the account first, then agent rows.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import String
 
-from app.batch.exceptions import AgentNotFoundError, RunAlreadyGoingError
+from app.auth import service as auth_service
+from app.batch.exceptions import AgentNotFoundError, EnabledAgentLimitError, RunAlreadyGoingError
 from app.batch.models import (
     AgentType,
     BatchAgent,
@@ -42,8 +48,10 @@ from app.batch.schemas import (
     RunRead,
 )
 from app.core.keys import MasterKeyring
+from app.core.settings import Settings
 from app.memory import core as memory_core
 from app.memory.cipher import UserCipher
+from app.tiers.matrix import limits_for
 from protocol.frames import DataType
 
 logger = logging.getLogger(__name__)
@@ -120,12 +128,49 @@ async def _owned_agent(
     return agent
 
 
-async def _enable(*, session: AsyncSession, agent: BatchAgent, now: datetime) -> None:
+async def _lock_account(*, session: AsyncSession, user_id: uuid.UUID) -> auth_service.Plan:
+    """The user's plan as stored now, their account row locked until the transaction ends.
+
+    Concurrent enables of one user's agents, and billing's plan changes, wait here
+    for each other, so each counts the enabled agents the one before committed.
+    """
+    plan = await auth_service.lock_plan(session=session, user_id=user_id)
+    if plan is None:  # the account was deleted meanwhile (its agents go with it)
+        raise AgentNotFoundError
+    return plan
+
+
+async def count_enabled(*, session: AsyncSession, user_id: uuid.UUID) -> int:
+    """The user's enabled agents, local and cloud together (what the plan limits)."""
+    enabled = await session.scalar(
+        select(func.count())
+        .select_from(BatchAgent)
+        .where(BatchAgent.user_id == user_id, BatchAgent.enabled)
+    )
+    return enabled or 0
+
+
+async def _enable(
+    *, session: AsyncSession, settings: Settings, agent: BatchAgent, now: datetime
+) -> None:
     """The one place an agent becomes enabled, created so or switched on.
 
-    Both paths go through here, so a rule about enabled agents (the tier's
-    limit on them) is one check, before the switch below.
+    An agent not enabled yet needs room under the plan's limit on enabled
+    agents (`EnabledAgentLimitError`, 403, otherwise); one already enabled (a
+    new schedule) keeps its place. The count runs under the account lock, so two
+    requests at once cannot both take the last place.
     """
+    if not agent.enabled:
+        # Nothing flushed first: the agent's other changes are written once, at commit
+        # (a second flush would have `updated_at`'s onupdate expire it), and it is not
+        # enabled in the table yet, so the count is the same.
+        with session.no_autoflush:
+            plan = await _lock_account(session=session, user_id=agent.user_id)
+            limit = limits_for(plan.tier, settings=settings).batch_agents
+            if limit is not None:
+                enabled = await count_enabled(session=session, user_id=agent.user_id)
+                if enabled >= limit:
+                    raise EnabledAgentLimitError(tier=plan.tier, limit=limit)
     agent.enabled = True
     agent.next_run_at = next_run_after(agent.schedule_cron, agent.timezone, now)
 
@@ -135,18 +180,56 @@ def _disable(agent: BatchAgent) -> None:
     agent.next_run_at = None  # switched on again, it starts from the next slot
 
 
+async def disable_over_limit(
+    *, session: AsyncSession, user_id: uuid.UUID, limit: int, now: datetime
+) -> int:
+    """Disable the user's newest enabled agents beyond `limit` (deleting none): how many.
+
+    The caller holds the account lock (billing does, while it changes the plan),
+    so no agent is enabled meanwhile.
+    """
+    # The oldest `limit` stay enabled; the rest are the newest, switched off.
+    over = (
+        await session.scalars(
+            select(BatchAgent.id)
+            .where(BatchAgent.user_id == user_id, BatchAgent.enabled)
+            .order_by(BatchAgent.created_at, BatchAgent.id)
+            .offset(limit)
+        )
+    ).all()
+    if over:
+        await session.execute(
+            update(BatchAgent)
+            .where(BatchAgent.id.in_(over), BatchAgent.enabled)
+            .values(enabled=False, next_run_at=None, updated_at=now)
+        )
+    return len(over)
+
+
+async def count_agents(*, session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
+    """The user's agents of every kind: (all of them, the enabled ones)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.count().filter(BatchAgent.enabled)).where(
+                BatchAgent.user_id == user_id
+            )
+        )
+    ).one()
+    return row[0], row[1]
+
+
 async def create_local_agent(
     *,
     session: AsyncSession,
     cipher: UserCipher,
     user_id: uuid.UUID,
     body: LocalAgentCreate,
-    default_timezone: str,
+    settings: Settings,
     now: datetime,
 ) -> LocalAgentRead:
     """Store a new local agent; without a time zone it takes the user's (else the default)."""
     timezone = body.timezone or await memory_core.user_timezone(
-        session=session, cipher=cipher, user_id=user_id, default=default_timezone
+        session=session, cipher=cipher, user_id=user_id, default=settings.default_timezone
     )
     private = body.model_dump(mode="json", include=set(_PRIVATE_FIELDS))
     agent = BatchAgent(
@@ -162,7 +245,7 @@ async def create_local_agent(
         updated_at=now,
     )
     if body.enabled:
-        await _enable(session=session, agent=agent, now=now)
+        await _enable(session=session, settings=settings, agent=agent, now=now)
     session.add(agent)
     await session.commit()
     return _local_read(agent, private)
@@ -190,9 +273,17 @@ async def update_local_agent(
     user_id: uuid.UUID,
     agent_id: uuid.UUID,
     body: LocalAgentUpdate,
+    settings: Settings,
     now: datetime,
 ) -> LocalAgentRead:
-    """Change the fields given; a new schedule (or switching on) starts from the next slot."""
+    """Change the fields given; a new schedule (or switching on) starts from the next slot.
+
+    Switching on needs room under the plan's limit (403 otherwise, and nothing
+    changes); switching off always works.
+    """
+    if body.enabled:
+        # The account before the agent row: the order billing's downgrade locks them in.
+        await _lock_account(session=session, user_id=user_id)
     agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
     if agent.agent_type != AgentType.LOCAL_DIRECTORY.value:
         raise AgentNotFoundError
@@ -209,7 +300,7 @@ async def update_local_agent(
     agent.updated_at = now
     enabled = changes.get("enabled", agent.enabled)
     if enabled and (rescheduled or not agent.enabled):
-        await _enable(session=session, agent=agent, now=now)
+        await _enable(session=session, settings=settings, agent=agent, now=now)
     elif not enabled:
         _disable(agent)
     await session.commit()

@@ -7,47 +7,32 @@ any of it: batch agents over the limit are disabled (newest first), storage
 over its quota becomes read-only. `GET /billing/subscription` lists what each
 effect reports as `restrictions`.
 
-Today no domain registers one: batch agents (issue 12) and cloud storage
-(issue 14) do not exist yet, so a downgrade changes the tier, the request rate
-limit and the features (`require_feature`), and nothing else.
+Batch agents (issue 12) register theirs; cloud storage (issue 14) will add its
+own. The effects' shape is in `app.tiers.effects`, so a domain's effect needs no
+import of this registry.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.batch.downgrade import EnabledAgentsOverLimit
+from app.tiers.effects import DowngradeEffect, Restriction
 from app.tiers.matrix import TierLimits
 
+__all__ = [
+    "DOWNGRADE_EFFECTS",
+    "DowngradeEffect",
+    "Restriction",
+    "enforce_plan",
+    "restrictions",
+]
 
-@dataclass(frozen=True, slots=True)
-class Restriction:
-    """Something the user's data exceeds on their plan, and what was done about it."""
-
-    kind: str  # "batch_agents", "storage"
-    detail: str  # "3 agents disabled (newest first): the free plan allows 2 enabled"
-
-
-class DowngradeEffect(Protocol):
-    """One domain's reaction to a plan's limits; runs in billing's transaction."""
-
-    async def enforce(
-        self, *, session: AsyncSession, user_id: uuid.UUID, limits: TierLimits
-    ) -> None:
-        """Bring the user's data within `limits`, disabling rather than deleting."""
-
-    async def describe(
-        self, *, session: AsyncSession, user_id: uuid.UUID, limits: TierLimits
-    ) -> Restriction | None:
-        """What is restricted now because of `limits`, if anything."""
-
-
-# Issue 12 adds batch agents, issue 14 storage.
-DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = ()
+# Every domain's effect, in the order they apply; issue 14 adds storage.
+DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = (EnabledAgentsOverLimit(),)
 
 
 async def enforce_plan(

@@ -612,6 +612,8 @@ async def test_an_overdue_agent_runs_once_when_its_desktop_says_hello(
 
 async def test_overdue_agents_of_one_desktop_run_one_at_a_time(batch: Batch, folder: Path) -> None:
     account = await batch.account()
+    # Three enabled agents: more than the free plan's two.
+    await batch.sql("UPDATE users SET tier = 'pro' WHERE id = :id", id=account.user_id)
     agents = [await batch.create_agent(account, folder, name=f"Agent {n}") for n in range(3)]
     for agent in agents:
         await make_due(batch, agent["id"], slots_missed=1)
