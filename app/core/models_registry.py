@@ -3,7 +3,8 @@
 from app.auth import models as auth_models
 from app.core.database import Base
 from app.memory import models as memory_models
+from app.usage import models as usage_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "memory_models", "metadata"]
+__all__ = ["auth_models", "memory_models", "metadata", "usage_models"]

@@ -102,6 +102,8 @@ class Received:
 
     replies: list[ServerFrame] = field(default_factory=list)
     frame: ClientFrame | None = None  # a frame for the application to act on
+    # The received frame's `type` once it validated; "invalid" for one that did not.
+    frame_type: str = "invalid"
     result: ToolResult | None = None  # the answer to a call that is waiting for it
     close: CloseRequest | None = None  # set when the connection must end after the replies
 
@@ -221,6 +223,11 @@ class DeviceProtocol:
             return self._invalid(
                 ErrorCode.INVALID_FRAME, _validation_message(exc), request_id=request_id
             )
+        received = self._receive_frame(frame, raw)
+        received.frame_type = frame.type
+        return received
+
+    def _receive_frame(self, frame: ClientFrame, raw: dict[str, object]) -> Received:
         if isinstance(frame, _UNLIMITED_FRAMES):
             return self._dispatch(frame)
         answer = None
