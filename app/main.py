@@ -104,7 +104,8 @@ def create_app(
             await usage_recorder.close()
             await engine.dispose()
             if tracing is not None:
-                tracing.shutdown()
+                # Flushing sends the last spans over HTTP: not on the event loop.
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
