@@ -195,9 +195,14 @@ def configure_logging(level: str) -> None:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's template (`/api/v1/memory/core/{key}`), never the raw path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
+    """The matched route's template (`/api/v1/memory/core/{key}`), never the raw path.
+
+    FastAPI resolves routes of included routers lazily: the route in the scope
+    knows its path without the routers' prefixes, the effective route context
+    FastAPI records beside it has the whole template. Tested end to end.
+    """
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else metrics.UNMATCHED_ROUTE
 
 

@@ -19,10 +19,13 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from protocol.frames import Error, ErrorCode, ServerFrame, TurnUsage
 
+# The `_created` series double the exposition and no dashboard of ours reads them.
+disable_created_metrics()
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
