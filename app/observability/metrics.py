@@ -25,7 +25,7 @@ from prometheus_client import (
 from protocol.frames import Error, ErrorCode, ServerFrame, TurnUsage
 
 # The `_created` series double the exposition and no dashboard of ours reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
