@@ -55,6 +55,12 @@ class UsageCallback(AsyncCallbackHandler):
 
     # Run in the caller's task, not a thread: the handler only does arithmetic.
     run_inline = True
+    # Model calls are all it listens to: LangChain then skips it for the graph's
+    # many chain, tool and custom events (most of its cost per turn otherwise).
+    ignore_chain = True
+    ignore_agent = True
+    ignore_retriever = True
+    ignore_custom_event = True
 
     def __init__(
         self,
