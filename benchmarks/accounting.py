@@ -33,7 +33,7 @@ from app.observability import metrics
 from app.usage.callbacks import UsageCallback
 from app.usage.ledger import UsageLedger, bind_ledger
 from benchmarks.turn import ours, typical_turn
-from protocol.frames import StreamEnd, StreamStart, StreamText, ToolCall, ToolAction
+from protocol.frames import StreamEnd, StreamStart, StreamText, ToolAction, ToolCall
 from tests.llm.fake_chat_model import ScriptedChatModel
 from tests.tools.fake_desktop import StoreDesktop
 
@@ -94,8 +94,8 @@ async def main() -> None:
     desktop = StoreDesktop()
     desktop.seed("tasks", title="Invoice ACME")
     graph = ours(ScriptedChatModel(policy=typical_turn, provider="litellm"))
-    for accounted in (False, True):  # warm-up
-        await one_turn(graph, desktop, accounted=accounted)
+    for warm_up in (False, True):
+        await one_turn(graph, desktop, accounted=warm_up)
     plain: list[int] = []
     accounted: list[int] = []
     for _ in range(args.turns):

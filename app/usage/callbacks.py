@@ -102,15 +102,7 @@ class UsageCallback(AsyncCallbackHandler):
         span = tracer().start_span(f"model {role}", attributes=attributes)
         self._open[run_id] = _OpenCall(role, model, time.perf_counter(), span)
 
-    async def on_llm_end(
-        self,
-        response: LLMResult,
-        *,
-        run_id: uuid.UUID,
-        parent_run_id: uuid.UUID | None = None,
-        tags: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         call = self._open.pop(run_id, None)
         if call is None:
             return
@@ -128,15 +120,7 @@ class UsageCallback(AsyncCallbackHandler):
         call.span.set_attribute("gen_ai.usage.output_tokens", completion)
         call.span.end()
 
-    async def on_llm_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: uuid.UUID,
-        parent_run_id: uuid.UUID | None = None,
-        tags: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_llm_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         call = self._open.pop(run_id, None)
         if call is None:
             return

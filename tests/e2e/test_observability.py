@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -125,18 +126,13 @@ async def test_frames_over_the_rate_limit_are_counted_as_refusals(live: Live) ->
 
 
 async def test_spans_of_a_turn_reach_an_otlp_collector_without_message_text(
-    make_settings: Callable[..., Settings], database_url: str, tmp_path: object
+    assistant_settings: Callable[[str], Settings], tmp_path: Path
 ) -> None:
-    server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)  # type: ignore[arg-type]
+    server = Live(base_url="", app=FastAPI(), tmp_path=tmp_path)
     with otlp_collector() as collector:
         async with scripted_llm(server.policy) as llm:
-            settings = make_settings(
-                database_url=database_url,
-                llm_model="openai/scripted",
-                llm_api_base=llm.api_base,
-                llm_api_key="test-key",
-                llm_max_retries=0,
-                otel_exporter_otlp_endpoint=collector.endpoint,
+            settings = assistant_settings(llm.api_base).model_copy(
+                update={"otel_exporter_otlp_endpoint": collector.endpoint}
             )
             async with running(settings, server):
                 account = await server.account()
