@@ -16,27 +16,54 @@ from app.usage.schemas import UsageRead
 router = APIRouter(tags=["usage"], responses=EVERY_ROUTE)
 
 
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _day(value: str | None, name: str) -> dt.date | None:
+    # Pydantic would also take a number as a Unix time: only YYYY-MM-DD is a day here.
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise service.InvalidRangeError(f"`{name}` is not a calendar date") from None
+
+
 @router.get(
     "/usage",
     responses={
         **AUTHENTICATED,
-        **error(400, "`from` is after `to`, or the range is longer than 366 days."),
+        **error(400, "A day that does not exist, `from` after `to`, or over 366 days."),
     },
 )
 async def usage(
     user: CurrentUser,
     session: SessionDep,
     first: Annotated[
-        dt.date | None, Query(alias="from", description="First day (UTC), included.")
+        str | None,
+        Query(
+            alias="from",
+            pattern=_DAY,
+            description="First day (UTC, YYYY-MM-DD), included.",
+            json_schema_extra={"format": "date"},
+        ),
     ] = None,
     last: Annotated[
-        dt.date | None,
-        Query(alias="to", description="Last day (UTC), included; default today."),
+        str | None,
+        Query(
+            alias="to",
+            pattern=_DAY,
+            description="Last day (UTC, YYYY-MM-DD), included; default today.",
+            json_schema_extra={"format": "date"},
+        ),
     ] = None,
 ) -> UsageRead:
     """The signed-in user's model calls, tokens and cost per day, role and model.
 
     At most 366 days at once; without dates, the last 30 days.
     """
-    first, last = service.resolve_range(first, last, dt.datetime.now(dt.UTC).date())
-    return await service.usage_between(session=session, user_id=user.id, first=first, last=last)
+    today = dt.datetime.now(dt.UTC).date()
+    first_day, last_day = service.resolve_range(_day(first, "from"), _day(last, "to"), today)
+    return await service.usage_between(
+        session=session, user_id=user.id, first=first_day, last=last_day
+    )
