@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -17,6 +17,16 @@ router = APIRouter(tags=["usage"], responses=EVERY_ROUTE)
 
 
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _day_query(alias: str, description: str) -> Any:
+    """A `YYYY-MM-DD` query parameter (documented as an OpenAPI date)."""
+    return Query(
+        alias=alias,
+        pattern=_DAY,
+        description=f"{description} YYYY-MM-DD.",
+        json_schema_extra={"format": "date"},
+    )
 
 
 def _day(value: str | None, name: str) -> dt.date | None:
@@ -39,23 +49,9 @@ def _day(value: str | None, name: str) -> dt.date | None:
 async def usage(
     user: CurrentUser,
     session: SessionDep,
-    first: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            pattern=_DAY,
-            description="First day (UTC, YYYY-MM-DD), included.",
-            json_schema_extra={"format": "date"},
-        ),
-    ] = None,
+    first: Annotated[str | None, _day_query("from", "First day (UTC), included.")] = None,
     last: Annotated[
-        str | None,
-        Query(
-            alias="to",
-            pattern=_DAY,
-            description="Last day (UTC, YYYY-MM-DD), included; default today.",
-            json_schema_extra={"format": "date"},
-        ),
+        str | None, _day_query("to", "Last day (UTC), included; default today.")
     ] = None,
 ) -> UsageRead:
     """The signed-in user's model calls, tokens and cost per day, role and model.
