@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -12,6 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
+from app.billing.router import router as billing_router
+from app.billing.scheduled import run_grace_sweep_forever
+from app.billing.stripe_api import StripeGateway
 from app.chat.engine import ChatEngine
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
@@ -20,6 +23,7 @@ from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.keys import MasterKeyring
 from app.core.logging import RequestContextMiddleware
+from app.core.rate_limit import RateLimiter, limiter_storage
 from app.core.secrets import resolve_secrets
 from app.core.settings import Settings
 from app.device.connection import ChatHandler
@@ -31,6 +35,7 @@ from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
 from app.observability.router import router as metrics_router
 from app.observability.tracing import instrument_app, start_tracing
+from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
 from app.usage.recorder import UsageRecorder
 from app.usage.router import router as usage_router
 
@@ -38,19 +43,25 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(
-    settings: Settings | None = None, *, chat_handler: ChatHandler | None = None
+    settings: Settings | None = None,
+    *,
+    chat_handler: ChatHandler | None = None,
+    downgrade_effects: Sequence[DowngradeEffect] = DOWNGRADE_EFFECTS,
 ) -> FastAPI:
     """Build the app for `settings` (read from the environment when omitted).
 
     `DATABASE_URL` must be resolved by then: the launcher in `app.cli` starts
     the embedded PostgreSQL and fills it in before calling this. `chat_handler`
-    replaces the chat service for device chat requests (tests script it).
+    replaces the chat service for device chat requests (tests script it);
+    `downgrade_effects` what a plan change does to other domains' data.
     """
     settings = resolve_secrets(settings or Settings())
     if settings.database_url is None:
         msg = "DATABASE_URL is not set; start the server with `python -m app serve`"
         raise RuntimeError(msg)
     database_url = settings.database_url
+    # Fails here, at start-up, for a storage URI `limits` does not know.
+    rate_limit_storage = limiter_storage(settings.rate_limit_storage_uri)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +87,16 @@ def create_app(
             max_per_user=settings.ws_max_connections_per_user,
             max_total=settings.ws_max_connections,
         )
+        app.state.rate_limiter = RateLimiter(rate_limit_storage)
+        app.state.downgrade_effects = tuple(downgrade_effects)
+        app.state.stripe_gateway = (
+            StripeGateway(
+                api_key=settings.stripe_secret_key.get_secret_value(),
+                api_base=settings.stripe_api_base,
+            )
+            if settings.stripe_secret_key is not None
+            else None
+        )
         chat_engine = await ChatEngine.start(settings, app.state.keyring, database_url)
         log_memory_mode(settings)
         app.state.chat_engine = chat_engine
@@ -95,11 +116,21 @@ def create_app(
                 interval_s=settings.memory_pattern_interval_s,
             )
         )
+        grace_sweep = asyncio.create_task(
+            run_grace_sweep_forever(
+                sessionmaker=app.state.sessionmaker,
+                settings=settings,
+                effects=app.state.downgrade_effects,
+            )
+        )
         try:
             yield
         finally:
             pattern_pass.cancel()
-            await asyncio.gather(pattern_pass, return_exceptions=True)
+            grace_sweep.cancel()
+            await asyncio.gather(pattern_pass, grace_sweep, return_exceptions=True)
+            if app.state.stripe_gateway is not None:
+                await app.state.stripe_gateway.close()
             await chat_engine.close()
             await usage_recorder.close()
             await engine.dispose()
@@ -129,6 +160,7 @@ def create_app(
     api.include_router(chat_router)
     api.include_router(memory_router)
     api.include_router(usage_router)
+    api.include_router(billing_router)
     app.include_router(api)
     app.include_router(metrics_router)
     return app

@@ -26,6 +26,8 @@ KIB = 1024
 # characters; `/chat` a message of at most 32,000 characters plus a context of
 # at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters.
 AUTH_BODY_BYTES = 16 * KIB
+# Stripe events are small JSON documents; an invoice with many lines is the largest.
+STRIPE_WEBHOOK_BODY_BYTES = 512 * KIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/register": AUTH_BODY_BYTES,
     "/auth/login": AUTH_BODY_BYTES,
@@ -33,6 +35,9 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/logout": AUTH_BODY_BYTES,
     "/chat": 256 * KIB,
     "/storage/vectors/embed": 128 * KIB,
+    "/billing/checkout": 4 * KIB,  # a tier and a seat count
+    "/billing/portal": 1 * KIB,  # no body is read
+    "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,
 }
 
 

@@ -1,10 +1,11 @@
 """Every model module, imported once so `metadata` knows all tables (for Alembic)."""
 
 from app.auth import models as auth_models
+from app.billing import models as billing_models
 from app.core.database import Base
 from app.memory import models as memory_models
 from app.usage import models as usage_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "memory_models", "metadata", "usage_models"]
+__all__ = ["auth_models", "billing_models", "memory_models", "metadata", "usage_models"]

@@ -138,9 +138,50 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "adiuva-server"
 
+    # Requests per minute (app.tiers): per user by tier (team: per seat), per client address
+    # for unauthenticated routes, and failed logins per email before a LOGIN_LOCK_S lock.
+    rate_limit_free: int = Field(default=20, ge=1)
+    rate_limit_pro: int = Field(default=60, ge=1)
+    rate_limit_power: int = Field(default=120, ge=1)
+    rate_limit_team: int = Field(default=200, ge=1)
+    rate_limit_anonymous: int = Field(default=60, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_s: int = Field(default=60, ge=1)
+    # Where the limiter keeps its counts: in this process, or shared by every instance
+    # (`redis://…`, with `limits[async-redis]` installed); README, Rate limits.
+    rate_limit_storage_uri: str = "memory://"
+
+    # Billing with Stripe (app.billing); unset: the billing routes answer 503 naming them.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_price_pro: str | None = None
+    stripe_price_power: str | None = None
+    stripe_price_team: str | None = None
+    billing_success_url: str | None = None
+    billing_cancel_url: str | None = None
+    # Where Stripe's customer portal sends the user back to; unset: BILLING_SUCCESS_URL.
+    billing_portal_return_url: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+
     _split = field_validator(
         "encryption_old_keys", "cors_origins", "llm_fallback_models", mode="before"
     )(_split_commas)
+
+    @field_validator(
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "stripe_price_pro",
+        "stripe_price_power",
+        "stripe_price_team",
+        "billing_success_url",
+        "billing_cancel_url",
+        "billing_portal_return_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `STRIPE_SECRET_KEY=` in a .env file means "not configured", not an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

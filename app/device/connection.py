@@ -101,6 +101,7 @@ class DeviceConnection:
         chat_handler: ChatHandler,
         tool_call_timeout_s: float,
         still_signed_in: Callable[[], Awaitable[bool]],
+        admit_request: Callable[[], Awaitable[None]],
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
@@ -109,6 +110,7 @@ class DeviceConnection:
         self._chat_handler = chat_handler
         self._tool_call_timeout_s = tool_call_timeout_s
         self._still_signed_in = still_signed_in
+        self._admit_request = admit_request
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, _RunningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -228,6 +230,7 @@ class DeviceConnection:
         )
         running = self._requests[request_id]
         running.started = True
+        admitted = False
         try:
             if not running.cancelled:
                 with tracer().start_as_current_span(
@@ -235,6 +238,10 @@ class DeviceConnection:
                     attributes={"adiuva.request_id": request_id, "adiuva.turn.kind": kind},
                     record_exception=False,  # an exception's text may quote the user
                 ):
+                    # The user's request rate limit: past it, `rate_limited` then
+                    # stream_end (its usage all zero), and no turn in the metrics.
+                    await self._admit_request()
+                    admitted = True
                     await self._chat_handler(turn)
         except asyncio.CancelledError:
             if self._closed:
@@ -255,7 +262,8 @@ class DeviceConnection:
         await self._send_quietly(
             StreamEnd(request_id=request_id, mutations=target.mutations, usage=summary)
         )
-        metrics.observe_turn(kind, summary)
+        if admitted:
+            metrics.observe_turn(kind, summary)
         for work in turn.after_end:
             task = asyncio.create_task(self._after_end(work))
             self._background.add(task)

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from tests.e2e.conftest import Live, running
+from tests.e2e.conftest import Live, running, script
 from tests.e2e.otlp_collector import otlp_collector
 from tests.llm.scripted_openai import scripted_llm
 
@@ -104,6 +104,26 @@ async def test_metrics_are_open_when_no_token_is_set(live: Live) -> None:
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("live_settings", [{"rate_limit_free": 1}])
+async def test_a_chat_request_over_the_users_limit_is_a_refusal_not_a_turn(live: Live) -> None:
+    account = await live.account()  # its /auth/me is the one request allowed
+    client = await live.desktop(account)
+    before = (await scrape(live, None)).text
+
+    refused = await client.chat(script(say="hi"), request_id="over")
+    after = (await scrape(live, None)).text
+
+    assert refused.types == ["error", "stream_end"]
+    assert refused.errors[0]["code"] == "rate_limited"
+    for name, labels in [
+        ("adiuva_rate_limited_total", {"transport": "device"}),
+        ("adiuva_error_frames_total", {"code": "rate_limited"}),
+        ("adiuva_turns_total", {"kind": "home"}),
+    ]:
+        grown = sample(after, name, **labels) - sample(before, name, **labels)
+        assert grown == (0 if name == "adiuva_turns_total" else 1), name
 
 
 @pytest.mark.parametrize("live_settings", [{"ws_messages_per_minute": 3}])
