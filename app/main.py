@@ -37,7 +37,11 @@ from app.health.router import router as health_router
 from app.memory.router import router as memory_router
 from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
+from app.observability.router import router as metrics_router
+from app.observability.tracing import instrument_app, start_tracing
 from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
+from app.usage.recorder import UsageRecorder
+from app.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
 
@@ -76,6 +80,10 @@ def create_app(
         app.state.keyring = MasterKeyring.from_settings(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        tracing = start_tracing(tracer_provider, engine)
+        usage_recorder = UsageRecorder(app.state.sessionmaker)
+        usage_recorder.start()
+        app.state.usage_recorder = usage_recorder
         app.state.password_checks = PasswordChecks(
             workers=settings.bcrypt_workers, max_waiting=settings.bcrypt_max_waiting
         )
@@ -102,6 +110,7 @@ def create_app(
             sessionmaker=app.state.sessionmaker,
             keyring=app.state.keyring,
             registry=app.state.device_registry,
+            usage=usage_recorder,
         )
         app.state.chat_handler = chat_handler or app.state.chat_service.run_device_turn
         try:
@@ -113,6 +122,7 @@ def create_app(
             sessionmaker=app.state.sessionmaker,
             keyring=app.state.keyring,
             registry=app.state.device_registry,
+            usage=usage_recorder,
             model=extraction,
             not_configured=not_configured,
         )
@@ -144,7 +154,11 @@ def create_app(
             if app.state.stripe_gateway is not None:
                 await app.state.stripe_gateway.close()
             await chat_engine.close()
+            await usage_recorder.close()
             await engine.dispose()
+            if tracing is not None:
+                # Flushing sends the last spans over HTTP: not on the event loop.
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
@@ -159,6 +173,7 @@ def create_app(
         expose_headers=["X-Request-ID"],
     )
     app.add_middleware(RequestContextMiddleware)
+    tracer_provider = instrument_app(app, settings)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router)
@@ -167,6 +182,8 @@ def create_app(
     api.include_router(chat_router)
     api.include_router(memory_router)
     api.include_router(batch_router)
+    api.include_router(usage_router)
     api.include_router(billing_router)
     app.include_router(api)
+    app.include_router(metrics_router)
     return app

@@ -86,6 +86,8 @@ class ClaimedRun:
     user_id: uuid.UUID
     device_id: str
     trigger: RunTrigger
+    due_at: datetime | None = None
+    """The slot the run was claimed for (its agent's `next_run_at`); None for a manual run."""
 
 
 # -- configurations ------------------------------------------------------------
@@ -451,6 +453,7 @@ async def claim_due_runs(
                 BatchAgent.device_id,
                 BatchAgent.schedule_cron,
                 BatchAgent.timezone,
+                BatchAgent.next_run_at,
             )
             .where(
                 BatchAgent.enabled,
@@ -489,6 +492,7 @@ async def claim_due_runs(
             user_id=by_agent[agent_id].user_id,
             device_id=by_agent[agent_id].device_id,
             trigger=trigger,
+            due_at=by_agent[agent_id].next_run_at,
         )
         for run_id, agent_id in started
     ]
@@ -561,11 +565,11 @@ async def finish_run(
     items_created: int,
     errors: Sequence[str],
     now: datetime,
-) -> None:
+) -> bool:
     """Record how a run ended, and when its agent ran last and runs next.
 
     Only a run still `running` is finished: one already recovered as
-    interrupted keeps that verdict.
+    interrupted keeps that verdict (False then).
     """
     finished = (
         await session.execute(
@@ -588,6 +592,7 @@ async def finish_run(
             if agent.enabled:
                 agent.next_run_at = next_run_after(agent.schedule_cron, agent.timezone, now)
     await session.commit()
+    return finished is not None
 
 
 async def recover_stale_runs(

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -25,6 +25,15 @@ class Environment(StrEnum):
 
 
 DEFAULT_CORS_ORIGINS = ["app://*", "http://localhost:*", "http://127.0.0.1:*"]
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, in US dollars per million tokens (LLM_PRICES)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
 
 
 def _split_commas(value: object) -> object:
@@ -87,6 +96,11 @@ class Settings(BaseSettings):
     history_max_messages: int = Field(default=40, ge=4)
     default_timezone: str = "UTC"
 
+    # Prices that replace LiteLLM's bundled cost map, per model string, in USD per
+    # million tokens: '{"openai/my-model": {"input": 0.15, "output": 0.6}}'. Models in
+    # neither (local ones such as ollama_chat/...) cost 0.
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
     # Embeddings (LiteLLM) for associative memory and note indexing; off when unset.
     embedding_model: str | None = None
     embedding_api_base: str | None = None
@@ -127,6 +141,13 @@ class Settings(BaseSettings):
 
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # Observability (README, "Usage, metrics and traces"). GET /metrics asks for this
+    # bearer token when it is set; traces are exported over OTLP/HTTP only when the
+    # endpoint is set (e.g. http://collector:4318).
+    metrics_token: SecretStr | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "adiuva-server"
 
     # Requests per minute (app.tiers): per user by tier (team: per seat), per client address
     # for unauthenticated routes, and failed logins per email before a LOGIN_LOCK_S lock.

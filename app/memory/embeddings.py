@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import sys
+import time
 import warnings
 from array import array
 
@@ -13,6 +14,7 @@ import openai
 
 from app.core.errors import AppError, ServiceUnavailableError
 from app.core.settings import Settings, secret_value
+from app.usage.ledger import ROLE_EMBEDDING, account, account_failure
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +49,20 @@ class TextTooLongError(AppError):
 
 
 async def embed(settings: Settings, text: str) -> list[float]:
-    """The embedding of `text` (EMBEDDING_DIM numbers)."""
-    if not settings.embedding_model:
+    """The embedding of `text` (EMBEDDING_DIM numbers).
+
+    The call is accounted (role `embedding`) to the request or run bound to
+    the context (`app.usage.ledger`).
+    """
+    model = settings.embedding_model
+    if not model:
         raise EmbeddingsNotConfiguredError
     if len(text) > MAX_EMBED_CHARS:
         raise TextTooLongError
+    started = time.perf_counter()
     try:
         response = await litellm.aembedding(
-            model=settings.embedding_model,
+            model=model,
             input=[text],
             api_base=settings.embedding_api_base,
             api_key=secret_value(settings.embedding_api_key),
@@ -66,8 +74,18 @@ async def embed(settings: Settings, text: str) -> list[float]:
             drop_params=True,
         )
     except (openai.OpenAIError, litellm.exceptions.APIError) as exc:
+        account_failure(role=ROLE_EMBEDDING, model=model)
         logger.warning("embedding call failed", extra={"error": type(exc).__name__})
         raise EmbeddingProviderError from exc
+    usage = getattr(response, "usage", None)
+    account(
+        role=ROLE_EMBEDDING,
+        model=model,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=0,
+        duration_s=time.perf_counter() - started,
+        prices=settings.llm_prices,
+    )
     item = response.data[0]
     raw = item["embedding"] if isinstance(item, dict) else item.embedding
     vector = _decoded(raw) if isinstance(raw, str) else [float(x) for x in raw]

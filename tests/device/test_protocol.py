@@ -227,6 +227,8 @@ def test_rate_limit_refuses_with_retry_after_then_recovers() -> None:
     # `rate_limited` ends a chat request with its stream_end, as the user's limit does.
     assert isinstance(end, StreamEnd)
     assert (end.request_id, end.mutations) == ("r9", [])
+    assert end.usage is not None
+    assert (end.usage.model_calls, end.usage.cost_usd, end.usage.duration_ms) == (0, 0.0, 0)
     assert "r9" not in protocol.inflight
     # Heartbeats and tool results are never limited.
     assert send(protocol, {"type": "ping"}).replies[0].type == "pong"

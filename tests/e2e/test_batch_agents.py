@@ -27,6 +27,8 @@ from app.core.settings import Settings
 from devclient.agent_files import SharedFolders
 from devclient.client import DeviceClient, Frame, tool_result_payload
 from tests.e2e.conftest import Account, Live, running
+from tests.e2e.test_observability import sample
+from tests.e2e.test_usage import usage_rows
 from tests.llm.extraction import ExtractionScript, file_asked
 from tests.llm.scripted_openai import scripted_llm
 from tests.memory.test_memory_service import dump_database
@@ -237,6 +239,67 @@ async def test_a_run_turns_files_into_unapproved_suggestions_in_the_desktop_data
     for insert in calls(client, "insert"):
         assert not {"id", "createdAt", "updatedAt"} & set(insert["data"])
     assert asked_files(batch) == ["acme.md", "bob.txt"]  # the PDF was never sent
+
+
+async def metrics(batch: Batch) -> str:
+    """The `/metrics` exposition now (the registry is the process's: compare before and after)."""
+    response = await batch.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+async def test_a_runs_extraction_calls_are_stored_as_its_usage_and_counted(
+    batch: Batch, folder: Path
+) -> None:
+    account, _, agent = await batch.ready(folder)
+    batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
+    before = await metrics(batch)
+
+    run_id = await batch.run_now(account, agent["id"])
+    assert (await batch.finished(account, run_id))["status"] == "success"
+
+    rows = await usage_rows(batch, account.user_id)
+    assert [row["role"] for row in rows] == ["extraction", "extraction"]  # one call per file
+    assert {(row["run_id"], row["request_id"]) for row in rows} == {(run_id, None)}
+    assert {row["model"] for row in rows} == {"openai/scripted"}
+    assert batch.llm is not None
+    assert sorted(row["prompt_tokens"] for row in rows) == sorted(batch.llm.prompt_tokens)
+    assert all(row["completion_tokens"] > 0 for row in rows)
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+    assert sample(after, "adiuva_model_calls_total", role="extraction", outcome="ok") == 2 + sample(
+        before, "adiuva_model_calls_total", role="extraction", outcome="ok"
+    )
+    assert sample(after, "adiuva_model_tokens_total", role="extraction", kind="prompt") == sum(
+        batch.llm.prompt_tokens
+    ) + sample(before, "adiuva_model_tokens_total", role="extraction", kind="prompt")
+    # The schedule claimed nothing: no lateness observed for a manual run.
+    lag = "adiuva_batch_scheduler_lag_seconds_count"
+    assert sample(after, lag) == sample(before, lag)
+
+
+async def test_a_failed_extraction_call_is_counted_not_stored_and_the_run_partial(
+    batch: Batch, folder: Path
+) -> None:
+    account, _, agent = await batch.ready(folder)
+    batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
+    batch.script.failing.add("bob.txt")
+    before = await metrics(batch)
+
+    run_id = await batch.run_now(account, agent["id"])
+    assert (await batch.finished(account, run_id))["status"] == "partial"
+
+    rows = await usage_rows(batch, account.user_id)
+    assert [(row["role"], row["run_id"]) for row in rows] == [("extraction", run_id)]
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="partial") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="partial"
+    )
+    assert sample(after, "adiuva_model_calls_total", role="extraction", outcome="error") >= 1 + (
+        sample(before, "adiuva_model_calls_total", role="extraction", outcome="error")
+    )
 
 
 async def test_the_prompt_holds_the_template_the_file_today_and_the_projects(
@@ -651,6 +714,28 @@ async def test_the_scheduler_claims_a_due_slot_once(batch: Batch, folder: Path) 
     assert len(client.agent_runs) == 1
 
 
+async def test_the_scheduler_pass_observes_how_late_it_claimed_a_slot(
+    batch: Batch, folder: Path
+) -> None:
+    batch.app.state.hello_handler = None  # the pass claims the slot, not a catch-up
+    account, _, agent = await batch.ready(folder, schedule_cron="*/5 * * * *")
+    await make_due(batch, agent["id"], slots_missed=3)  # due 15 minutes ago
+    before = await metrics(batch)
+
+    [claimed] = await batch.scheduler.run_pass()
+    await batch.finished(account, str(claimed.run_id))
+
+    after = await metrics(batch)
+    lag = "adiuva_batch_scheduler_lag_seconds"
+    assert sample(after, f"{lag}_count") == sample(before, f"{lag}_count") + 1
+    late_by = sample(after, f"{lag}_sum") - sample(before, f"{lag}_sum")
+    assert 15 * 60 <= late_by < 16 * 60
+    assert sample(after, f"{lag}_bucket", le="900.0") == sample(before, f"{lag}_bucket", le="900.0")
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+
+
 async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
     batch: Batch, folder: Path
 ) -> None:
@@ -671,8 +756,13 @@ async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
     blocked = await batch.http("POST", f"/api/v1/agents/{agent['id']}/run", account.token)
     assert blocked.status_code == 409
 
+    before = await metrics(batch)
     await batch.scheduler.run_pass()
 
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="error") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="error"
+    )
     [recovered] = [r for r in await batch.runs(account) if r["id"] == str(crashed)]
     assert recovered["status"] == "error"
     assert recovered["errors"] == ["interrupted: the server running it stopped before it ended"]
