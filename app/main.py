@@ -9,13 +9,17 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from agents.extraction import extraction_model
+from agents.llm import LLMNotConfiguredError
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
+from app.batch.router import router as batch_router
+from app.batch.scheduled import BatchScheduler
 from app.billing.router import router as billing_router
 from app.billing.scheduled import run_grace_sweep_forever
 from app.billing.stripe_api import StripeGateway
-from app.chat.engine import ChatEngine
+from app.chat.engine import ChatEngine, model_config
 from app.chat.router import router as chat_router
 from app.chat.service import ChatService
 from app.core.body_limit import BodyLimitMiddleware, BodyLimits
@@ -33,15 +37,16 @@ from app.health.router import router as health_router
 from app.memory.router import router as memory_router
 from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
+from app.observability.router import router as metrics_router
+from app.observability.tracing import instrument_app, start_tracing
 from app.storage.blobs import BlobStore
-from app.storage.quota import StorageReadOnly
 from app.storage.router import router as storage_router
 from app.storage.scheduled import run_orphan_sweep_forever
-from app.tiers.downgrade import DowngradeEffect
+from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
+from app.usage.recorder import UsageRecorder
+from app.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
-# What a plan change does to each domain's data (`app.tiers.downgrade`).
-DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = (StorageReadOnly(),)
 
 
 def create_app(
@@ -78,6 +83,10 @@ def create_app(
         app.state.keyring = MasterKeyring.from_settings(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        tracing = start_tracing(tracer_provider, engine)
+        usage_recorder = UsageRecorder(app.state.sessionmaker)
+        usage_recorder.start()
+        app.state.usage_recorder = usage_recorder
         app.state.password_checks = PasswordChecks(
             workers=settings.bcrypt_workers, max_waiting=settings.bcrypt_max_waiting
         )
@@ -105,41 +114,63 @@ def create_app(
             sessionmaker=app.state.sessionmaker,
             keyring=app.state.keyring,
             registry=app.state.device_registry,
+            usage=usage_recorder,
         )
         app.state.chat_handler = chat_handler or app.state.chat_service.run_device_turn
-        pattern_pass = asyncio.create_task(
-            run_pattern_pass_forever(
-                sessionmaker=app.state.sessionmaker,
-                keyring=app.state.keyring,
-                interval_s=settings.memory_pattern_interval_s,
-            )
+        try:
+            extraction, not_configured = extraction_model(model_config(settings)), None
+        except LLMNotConfiguredError as exc:
+            extraction, not_configured = None, str(exc)
+        app.state.batch_scheduler = BatchScheduler(
+            settings=settings,
+            sessionmaker=app.state.sessionmaker,
+            keyring=app.state.keyring,
+            registry=app.state.device_registry,
+            usage=usage_recorder,
+            model=extraction,
+            not_configured=not_configured,
         )
-        grace_sweep = asyncio.create_task(
-            run_grace_sweep_forever(
-                sessionmaker=app.state.sessionmaker,
-                settings=settings,
-                effects=app.state.downgrade_effects,
-            )
-        )
-        orphan_sweep = asyncio.create_task(
-            run_orphan_sweep_forever(
-                sessionmaker=app.state.sessionmaker,
-                blobs=app.state.blob_store,
-                interval_s=settings.storage_sweep_interval_s,
-                min_age_s=settings.storage_orphan_age_s,
-            )
-        )
-        scheduled = (pattern_pass, grace_sweep, orphan_sweep)
+        app.state.hello_handler = app.state.batch_scheduler.catch_up
+        jobs = [
+            asyncio.create_task(
+                run_pattern_pass_forever(
+                    sessionmaker=app.state.sessionmaker,
+                    keyring=app.state.keyring,
+                    interval_s=settings.memory_pattern_interval_s,
+                )
+            ),
+            asyncio.create_task(
+                run_grace_sweep_forever(
+                    sessionmaker=app.state.sessionmaker,
+                    settings=settings,
+                    effects=app.state.downgrade_effects,
+                )
+            ),
+            asyncio.create_task(app.state.batch_scheduler.run_forever()),
+            asyncio.create_task(
+                run_orphan_sweep_forever(
+                    sessionmaker=app.state.sessionmaker,
+                    blobs=app.state.blob_store,
+                    interval_s=settings.storage_sweep_interval_s,
+                    min_age_s=settings.storage_orphan_age_s,
+                )
+            ),
+        ]
         try:
             yield
         finally:
-            for job in scheduled:
+            for job in jobs:
                 job.cancel()
-            await asyncio.gather(*scheduled, return_exceptions=True)
+            await asyncio.gather(*jobs, return_exceptions=True)
+            await app.state.batch_scheduler.close()
             if app.state.stripe_gateway is not None:
                 await app.state.stripe_gateway.close()
             await chat_engine.close()
+            await usage_recorder.close()
             await engine.dispose()
+            if tracing is not None:
+                # Flushing sends the last spans over HTTP: not on the event loop.
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="Adiuva server", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
@@ -154,6 +185,7 @@ def create_app(
         expose_headers=["X-Request-ID"],
     )
     app.add_middleware(RequestContextMiddleware)
+    tracer_provider = instrument_app(app, settings)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router)
@@ -161,7 +193,10 @@ def create_app(
     api.include_router(device_router)
     api.include_router(chat_router)
     api.include_router(memory_router)
+    api.include_router(batch_router)
+    api.include_router(usage_router)
     api.include_router(billing_router)
     api.include_router(storage_router)
     app.include_router(api)
+    app.include_router(metrics_router)
     return app

@@ -11,6 +11,10 @@ tool calls, and then runs one subcommand:
 - ``serve``: stay connected answering tool calls until Ctrl-C, for the REST
   ``/chat`` fallback or batch agents.
 
+``--agent-folder DIR`` (repeatable) shares a folder with batch agents: their
+runs read the matching files in it (and below it), and nothing outside the
+shared folders. Without it, every batch run is answered "no shared folders".
+
 Only the answer goes to stdout. Tool calls (``→ select tasks {...}`` and
 ``← 3 rows``), the floating domain, errors, other server frames and the
 mutations go to stderr, one line each. Exit code: 0 when the request ended
@@ -34,6 +38,7 @@ from typing import Any, Final
 import httpx
 from websockets.exceptions import WebSocketException
 
+from devclient.agent_files import SharedFolders
 from devclient.client import (
     REQUEST_TIMEOUT_S,
     AuthError,
@@ -111,6 +116,9 @@ class Console:
                 self.note(f"domain: {frame.get('domain')}")
             case "stream_start" | "tool_call" | "pong":
                 pass  # nothing to show; tool calls are shown as they are answered
+            case "agent_run":
+                paths = ", ".join(map(str, (frame.get("config") or {}).get("paths") or []))
+                self.note(f"batch run {frame.get('run_id')}: reading {paths}")
             case _:
                 self.note(f"{frame['type']}: {_clip(json.dumps(frame, ensure_ascii=False))}")
 
@@ -266,6 +274,7 @@ async def _run_connected(
         device_id=args.device_id or stored_device_id(args.db),
         store=store,
         on_tool_call=logging_answerer(store, console),
+        shared_folders=SharedFolders(args.agent_folder) if args.agent_folder else None,
     )
     watcher = asyncio.create_task(_watch_general_inbox(client, console))
     try:
@@ -303,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", default="devclient.sqlite3", help="local workspace database")
     parser.add_argument("--device-id", help="default: a stable id kept in <db>.device-id")
+    parser.add_argument(
+        "--agent-folder",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder batch agents may read (repeat for several); none by default",
+    )
     parser.add_argument(
         "--timeout", type=float, default=REQUEST_TIMEOUT_S, help="seconds to wait for an answer"
     )

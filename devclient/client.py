@@ -2,8 +2,9 @@
 
 `DeviceClient` talks to the server the way the Electron app does: it connects
 with an access token, says ``device_hello``, answers every ``tool_call`` from a
-`LocalStore` and every ``ping`` with a ``pong``, and runs Home and Floating chat
-requests. Tests, benchmarks and the command line (`devclient.cli`) drive the
+`LocalStore`, every ``ping`` with a ``pong`` and every ``agent_run`` with the
+files of the folders it shares (`devclient.agent_files`), and runs Home and
+Floating chat requests. Tests, benchmarks and the command line (`devclient.cli`) drive the
 server through it.
 
 It exchanges plain JSON dicts, exactly what goes over the wire, and imports
@@ -17,7 +18,8 @@ request this client started and that has not ended goes to that request
 A request ends with its ``stream_end``, or with an ``error`` that is its first
 frame and has a refusal code (`REFUSAL_CODES`: the server refused it, so no
 ``stream_end`` follows). Tool calls are
-also recorded in `DeviceClient.tool_calls` and answered in the background.
+also recorded in `DeviceClient.tool_calls` and answered in the background, and
+so are batch runs (`DeviceClient.agent_runs`).
 Server frames that are not JSON objects with a string ``type`` are recorded in
 `DeviceClient.protocol_errors` instead.
 """
@@ -40,6 +42,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from devclient.agent_files import RunFiles, SharedFolders, run_frames
 from devclient.store import LocalStore
 
 Frame = dict[str, Any]
@@ -47,6 +50,11 @@ Frame = dict[str, Any]
 
 ToolCallHook = Callable[[Frame], Awaitable[Frame | None]]
 """Answers a ``tool_call``: the ``tool_result`` payload to send, or None to send nothing."""
+
+AgentRunHook = Callable[[Frame], Awaitable[None]]
+"""Takes over an ``agent_run``: it sends whatever it likes (tests script misbehaving desktops)."""
+
+NO_SHARED_FOLDERS: Final = "this desktop shares no folders with batch agents"
 
 ScopeType = Literal["task", "project", "note", "timeline"]
 
@@ -209,7 +217,9 @@ class DeviceClient:
     answer (it may wait, answer anything, or return None to send nothing);
     otherwise tool calls are answered from the store when `auto_answer_tools`
     is true. With `auto_pong` false, server pings go to the general inbox
-    unanswered, as a silent client would leave them.
+    unanswered, as a silent client would leave them. Batch runs are answered
+    from `shared_folders` (none: an ``agent_complete`` saying so), unless
+    `on_agent_run` takes them over.
     """
 
     def __init__(
@@ -221,13 +231,18 @@ class DeviceClient:
         on_tool_call: ToolCallHook | None = None,
         auto_answer_tools: bool = True,
         auto_pong: bool = True,
+        shared_folders: SharedFolders | None = None,
+        on_agent_run: AgentRunHook | None = None,
     ) -> None:
         """Wrap an open WebSocket and start reading it (use `connect` to open one)."""
         self.device_id = device_id
         self.on_tool_call = on_tool_call
         self.auto_answer_tools = auto_answer_tools
         self.auto_pong = auto_pong
+        self.shared_folders = shared_folders
+        self.on_agent_run = on_agent_run
         self.tool_calls: list[Frame] = []
+        self.agent_runs: list[Frame] = []
         self.protocol_errors: list[str] = []
         self._ws = websocket
         self._store = store
@@ -249,6 +264,8 @@ class DeviceClient:
         on_tool_call: ToolCallHook | None = None,
         auto_answer_tools: bool = True,
         auto_pong: bool = True,
+        shared_folders: SharedFolders | None = None,
+        on_agent_run: AgentRunHook | None = None,
         open_timeout_s: float = FRAME_TIMEOUT_S,
     ) -> Self:
         """Open the device WebSocket of `server` (its http(s) base URL) and say hello.
@@ -272,6 +289,8 @@ class DeviceClient:
             on_tool_call=on_tool_call,
             auto_answer_tools=auto_answer_tools,
             auto_pong=auto_pong,
+            shared_folders=shared_folders,
+            on_agent_run=on_agent_run,
         )
         if send_hello:
             try:
@@ -471,6 +490,8 @@ class DeviceClient:
             return
         if frame["type"] == "tool_call":
             self._take_tool_call(frame)
+        elif frame["type"] == "agent_run":
+            self._take_agent_run(frame)
         self._deliver(frame)
 
     def _deliver(self, frame: Frame) -> None:
@@ -498,6 +519,49 @@ class DeviceClient:
         task = asyncio.create_task(self._answer(call, hook))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
+
+    def _take_agent_run(self, run: Frame) -> None:
+        """Record a batch run and answer it in the background."""
+        self.agent_runs.append(run)
+        if not isinstance(run.get("run_id"), str):
+            self.protocol_errors.append(f"agent_run without a string run_id: {run!r}")
+            return
+        self._in_background(self._answer_run(run))
+
+    async def _answer_run(self, run: Frame) -> None:
+        """Stream the files of a batch run (or let the hook do it), then ``agent_complete``."""
+        if self.on_agent_run is not None:
+            await self.on_agent_run(run)
+            return
+        for frame in await self.run_frames(run):
+            await self._send_if_open(frame)
+
+    async def run_frames(self, run: Frame) -> list[Frame]:
+        """What this desktop answers to `run`: ``agent_data`` frames, then ``agent_complete``.
+
+        Hooks use it to send the real answer after all (slowly, in part, …).
+        """
+        run_id = str(run["run_id"])
+        if self.shared_folders is None:
+            return run_frames(run_id, RunFiles(files=[], errors=[NO_SHARED_FOLDERS]))
+        config = run.get("config")
+        # Reading a folder blocks: off the event loop, so pings are still answered.
+        found = await asyncio.to_thread(
+            self.shared_folders.read, config if isinstance(config, dict) else {}
+        )
+        return run_frames(run_id, found, budget_bytes=self.shared_folders.frame_budget_bytes)
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.create_task(self._logged(work))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    @staticmethod
+    async def _logged(work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            _log.exception("answering a batch run failed")
 
     async def _answer(self, call: Frame, hook: ToolCallHook | None) -> None:
         """Send the ``tool_result`` for `call`: the hook's payload, else the store's."""

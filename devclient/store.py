@@ -116,6 +116,7 @@ SCHEMA: Final[Mapping[str, tuple[Column, ...]]] = MappingProxyType(
             Column("name", required=True),
             Column("status", default="active", choices=PROJECT_STATUSES),
             Column("aiSummary"),
+            *_AI_FLAGS,
             _CREATED_AT,
         ),
         "timelines": (
@@ -131,6 +132,7 @@ SCHEMA: Final[Mapping[str, tuple[Column, ...]]] = MappingProxyType(
             Column("projectId"),
             Column("title", required=True),
             Column("content", default=""),
+            *_AI_FLAGS,
             _CREATED_AT,
             Column("updatedAt", Kind.MILLIS, generated=True),
         ),
@@ -433,6 +435,7 @@ class LocalStore:
         self._conn.row_factory = sqlite3.Row
         self._conn.create_function("casefold", 1, _casefold, deterministic=True)
         self._conn.executescript("".join(_create_table_sql(table) for table in SCHEMA))
+        self._add_missing_columns()
         self._vectors = VectorIndex(self._conn)
 
     def execute(
@@ -462,6 +465,17 @@ class LocalStore:
     def close(self) -> None:
         """Close the database file."""
         self._conn.close()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an older devclient up to `SCHEMA` (new columns only)."""
+        for table, columns in SCHEMA.items():
+            pragma = f'PRAGMA table_info("{table}")'
+            present = {row["name"] for row in self._conn.execute(pragma)}
+            for column in columns:
+                if column.name not in present:
+                    # Names and the definition come from SCHEMA, never from a caller.
+                    self._conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {_column_sql(column)}')
+        self._conn.commit()
 
     def _run(
         self,

@@ -106,9 +106,25 @@ class ToolResult(_Frame):
         return self.model_dump(include=set(RESULT_FIELDS) & self.model_fields_set)
 
 
+class DataType(StrEnum):
+    """What a batch agent extracts; `timelines` are milestones."""
+
+    TASKS = "tasks"
+    NOTES = "notes"
+    TIMELINES = "timelines"
+    PROJECTS = "projects"
+
+
+MAX_PATH_CHARS = 1024
+MAX_RUN_ERRORS = 100
+MAX_RUN_ERROR_CHARS = 1000
+
+
 class AgentFile(BaseModel):
-    path: str
-    name: str
+    """One file a desktop read for a batch run: where it is, its name and its text."""
+
+    path: str = Field(max_length=MAX_PATH_CHARS)
+    name: str = Field(max_length=255)
     content: str
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -123,7 +139,9 @@ class AgentComplete(_Frame):
     type: Literal["agent_complete"] = "agent_complete"
     run_id: Id
     files_read: int = Field(ge=0)
-    errors: list[str] = Field(default_factory=list)
+    errors: list[Annotated[str, Field(max_length=MAX_RUN_ERROR_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_RUN_ERRORS
+    )
 
 
 class Cancel(_Frame):
@@ -174,10 +192,32 @@ class Mutation(BaseModel):
     data: dict[str, Any]
 
 
+class TurnUsage(BaseModel):
+    """What one chat request used and how long it took (`stream_end.usage`, REST answers).
+
+    Model calls, tokens as the providers reported them and their cost in US
+    dollars, summed over every model call made for the request up to its end
+    (the supervisor's, each sub-agent's, the embeddings'). `duration_ms` runs
+    from the request's arrival to its end; `first_token_ms` to the first text
+    of the answer sent (absent when the answer had no text).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model_calls: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+    duration_ms: int = Field(ge=0)
+    first_token_ms: int | None = Field(default=None, ge=0)
+
+
 class StreamEnd(_Frame):
     type: Literal["stream_end"] = "stream_end"
     request_id: Id
     mutations: list[Mutation] = Field(default_factory=list)
+    # Always sent by this server; optional so that frames of older servers still parse.
+    usage: TurnUsage | None = None
 
 
 class Domain(StrEnum):
@@ -220,10 +260,12 @@ class ToolCall(_Frame):
 
 
 class AgentRunConfig(BaseModel):
+    """What a local batch run reads: the folders, the file extensions, and what it looks for."""
+
     paths: list[str]
     file_extensions: list[str]
     prompt_template: str
-    data_types: list[str]
+    data_types: list[DataType]
 
 
 class AgentRun(_Frame):

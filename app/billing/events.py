@@ -210,6 +210,14 @@ def parse_envelope(payload: dict[str, Any]) -> EventEnvelope:
         raise MalformedEventError(msg) from exc
 
 
+def is_live(status: str) -> bool:
+    """Whether Stripe still holds the subscription and may bill it: every status but the
+    final ones (`active`, `trialing`, `past_due`, `unpaid`, `paused`, and `incomplete`,
+    whose first payment may still go through). A second subscription would bill
+    alongside it, so plan changes go through the customer portal instead."""
+    return status not in FINAL_STATUSES
+
+
 def _progress(status: str) -> int:
     """How far along its life a status is: incomplete, then running, then over."""
     if status in FINAL_STATUSES:

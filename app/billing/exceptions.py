@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.core.errors import (
     AppError,
     BadGatewayError,
+    ConflictError,
     NotFoundError,
     ServiceUnavailableError,
 )
@@ -23,6 +24,23 @@ class BillingNotConfiguredError(ServiceUnavailableError):
 class CheckoutRefusedError(AppError):
     status_code = 400
     detail = "This checkout cannot be started"
+
+
+class AlreadySubscribedError(ConflictError):
+    """A checkout while a subscription is live: it would start a second one, billed
+    alongside the first. Plan changes go through the customer portal."""
+
+    def __init__(self, tier: str) -> None:
+        super().__init__(
+            f"You are subscribed to the {tier} plan: change plans through the billing "
+            "portal (POST /api/v1/billing/portal), not a new checkout"
+        )
+
+
+class NoBillingAccountError(ConflictError):
+    detail = (
+        "You have no billing account yet: subscribe through POST /api/v1/billing/checkout first"
+    )
 
 
 class NoSubscriptionError(NotFoundError):

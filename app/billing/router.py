@@ -1,4 +1,5 @@
-"""`/billing`: Stripe Checkout, the user's subscription, and Stripe's webhook (SPEC §5)."""
+"""`/billing`: Stripe Checkout, Stripe's customer portal, the user's subscription, and
+Stripe's webhook (SPEC §5)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from fastapi import APIRouter, Header, Request
 from app.auth.dependencies import CurrentUser
 from app.billing import service
 from app.billing.dependencies import StripeGatewayDep
-from app.billing.schemas import CheckoutCreate, CheckoutRead, SubscriptionRead, WebhookAck
+from app.billing.schemas import (
+    CheckoutCreate,
+    CheckoutRead,
+    PortalRead,
+    SubscriptionRead,
+    WebhookAck,
+)
 from app.core.dependencies import SessionDep, SettingsDep
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 from app.tiers.dependencies import LIMITED_BY_ADDRESS, DowngradeEffectsDep
@@ -31,6 +38,12 @@ _NOT_CONFIGURED = error(
         **AUTHENTICATED,
         **JSON_BODY,
         **error(400, "The free plan, the current plan, or seats on a plan without them."),
+        **error(
+            409,
+            "A subscription is live (any status until Stripe ends it: active, trialing, "
+            "past due, unpaid, paused, or incomplete while its first payment is pending): "
+            "change plans through the billing portal (`POST /billing/portal`).",
+        ),
         **_PROVIDER_FAILED,
         **_NOT_CONFIGURED,
     },
@@ -42,7 +55,10 @@ async def checkout(
     settings: SettingsDep,
     gateway: StripeGatewayDep,
 ) -> CheckoutRead:
-    """Start a Stripe Checkout for a paid plan; the tier changes when Stripe says it is paid."""
+    """Start a Stripe Checkout for a paid plan; the tier changes when Stripe says it is paid.
+
+    Only without a live subscription: a subscriber changes plans in the portal.
+    """
     url = await service.start_checkout(
         session=session,
         settings=settings,
@@ -52,6 +68,27 @@ async def checkout(
         seats=body.seats,
     )
     return CheckoutRead(checkout_url=url)
+
+
+@router.post(
+    "/portal",
+    responses={
+        **AUTHENTICATED,
+        **error(409, "No billing account yet: the user has never started a checkout."),
+        **_PROVIDER_FAILED,
+        **_NOT_CONFIGURED,
+    },
+)
+async def portal(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: StripeGatewayDep,
+) -> PortalRead:
+    """Open Stripe's customer portal: change plans or seats, update the card, see
+    invoices, cancel. The tier changes when Stripe's events say so."""
+    url = await service.open_portal(session=session, settings=settings, gateway=gateway, user=user)
+    return PortalRead(portal_url=url)
 
 
 @router.get("/subscription", responses={**AUTHENTICATED, **_NOT_CONFIGURED})

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing.service import expire_grace_periods
 from app.core.settings import Settings
-from app.tiers.downgrade import DowngradeEffect
+from app.tiers.effects import DowngradeEffect
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,13 @@ class CheckoutRead(BaseModel):
     checkout_url: str = Field(description="Stripe Checkout: send the user there to pay.")
 
 
+class PortalRead(BaseModel):
+    portal_url: str = Field(
+        description="Stripe's customer portal: send the user there to change plans or seats, "
+        "update their payment method, see invoices, or cancel."
+    )
+
+
 class RestrictionRead(BaseModel):
     kind: str = Field(description="What is restricted: `batch_agents`, `storage`, ….")
     detail: str

@@ -1,4 +1,5 @@
-"""Billing: checkout, the user's subscription, cancellation, and Stripe's webhook events.
+"""Billing: checkout, the customer portal, the user's subscription, cancellation, and
+Stripe's webhook events.
 
 The user's tier follows their subscriptions, and only webhook events (and the
 grace-period sweep) move it:
@@ -7,6 +8,11 @@ grace-period sweep) move it:
   `past_due` or `unpaid` until `GRACE_PERIOD` has passed since paying first
   failed; with several live subscriptions the highest tier wins;
 - `canceled` (deleted) or `incomplete` gives nothing: the user is back on free.
+
+A user has one subscription Stripe bills: checkout is refused (409) while one is
+live (`events.is_live`: until Stripe ends it). Plan and seat changes go through
+Stripe's customer portal, which changes that subscription; its
+`customer.subscription.updated` moves the tier and seats like any other event.
 
 Every event is applied exactly once: its id is inserted into `billing_events`
 in the same transaction as its effects, so a replay (or a second delivery
@@ -33,9 +39,11 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.billing import events
 from app.billing.exceptions import (
+    AlreadySubscribedError,
     BillingNotConfiguredError,
     CheckoutRefusedError,
     InvalidWebhookError,
+    NoBillingAccountError,
     NoSubscriptionError,
 )
 from app.billing.models import BillingCustomer, ProcessedEvent, Subscription
@@ -115,14 +123,31 @@ def _require_checkout_settings(settings: Settings, tier: Tier) -> tuple[str, str
     return price, success, cancel
 
 
+def _require_portal_settings(settings: Settings) -> str:
+    """Where the portal sends the user back (BILLING_PORTAL_RETURN_URL, else
+    BILLING_SUCCESS_URL), or 503 naming every missing setting."""
+    return_url = settings.billing_portal_return_url or settings.billing_success_url
+    if settings.stripe_secret_key is None or not return_url:
+        named = {
+            "STRIPE_SECRET_KEY": settings.stripe_secret_key,
+            "BILLING_PORTAL_RETURN_URL": return_url,
+        }
+        raise BillingNotConfiguredError([name for name, value in named.items() if not value])
+    return return_url
+
+
 # -- checkout ----------------------------------------------------------------------------
+
+
+async def _stored_customer_id(*, session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(BillingCustomer.stripe_customer_id).where(BillingCustomer.user_id == user_id)
+    )
 
 
 async def _customer_id(*, session: AsyncSession, gateway: StripeGateway, user: User) -> str:
     """The user's Stripe customer, created at Stripe (and stored) the first time."""
-    existing = await session.scalar(
-        select(BillingCustomer.stripe_customer_id).where(BillingCustomer.user_id == user.id)
-    )
+    existing = await _stored_customer_id(session=session, user_id=user.id)
     # No connection is held while Stripe is called.
     await session.commit()
     if existing is not None:
@@ -134,11 +159,22 @@ async def _customer_id(*, session: AsyncSession, gateway: StripeGateway, user: U
         .values(user_id=user.id, stripe_customer_id=created)
         .on_conflict_do_nothing()
     )
-    stored = await session.scalar(
-        select(BillingCustomer.stripe_customer_id).where(BillingCustomer.user_id == user.id)
-    )
+    stored = await _stored_customer_id(session=session, user_id=user.id)
     await session.commit()
     return stored or created
+
+
+async def _live_subscription(*, session: AsyncSession, user_id: uuid.UUID) -> Subscription | None:
+    """The user's subscription Stripe still bills (the best, if there were several)."""
+    live = [
+        row
+        for row in await _subscriptions(session=session, user_id=user_id)
+        if events.is_live(row.status)
+    ]
+    if not live:
+        return None
+    tier = best_tier(row.tier for row in live)
+    return next(row for row in live if row.tier == tier)
 
 
 async def start_checkout(
@@ -150,9 +186,11 @@ async def start_checkout(
     tier: Tier,
     seats: int | None,
 ) -> str:
-    """A Stripe Checkout URL for `tier`: 400 for free or the user's current tier.
+    """A Stripe Checkout URL for `tier`: 400 for free or the user's current tier,
+    409 while a subscription is live (plan changes go through the portal).
 
     503 first when billing is not configured for `tier`, naming what is missing.
+    Stripe is called only once every check has passed.
     """
     if not is_paid(tier):
         require_billing(settings, gateway)
@@ -163,6 +201,9 @@ async def start_checkout(
         raise CheckoutRefusedError(f"You are already on the {tier.value} plan")
     if seats not in (None, 1) and not limits_for(tier, settings=settings).per_seat:
         raise CheckoutRefusedError(f"The {tier.value} plan has no seats to choose")
+    live = await _live_subscription(session=session, user_id=user.id)
+    if live is not None:
+        raise AlreadySubscribedError(live.tier)
     customer_id = await _customer_id(session=session, gateway=stripe_gateway, user=user)
     return await stripe_gateway.create_checkout_session(
         user_id=user.id,
@@ -172,6 +213,31 @@ async def start_checkout(
         seats=seats or 1,
         success_url=success_url,
         cancel_url=cancel_url,
+    )
+
+
+async def open_portal(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    gateway: StripeGateway | None,
+    user: User,
+) -> str:
+    """A Stripe customer portal URL for the user's customer, where they change plans
+    and seats, update their card, see invoices or cancel; Stripe's webhook events
+    then move the plan. 409 when the user has no Stripe customer yet (never
+    checked out): the portal is only for customers.
+
+    503 first when billing is not configured, naming what is missing.
+    """
+    return_url = _require_portal_settings(settings)
+    stripe_gateway = require_billing(settings, gateway)
+    customer_id = await _stored_customer_id(session=session, user_id=user.id)
+    await session.commit()  # no connection is held while Stripe is called
+    if customer_id is None:
+        raise NoBillingAccountError
+    return await stripe_gateway.create_portal_session(
+        customer_id=customer_id, return_url=return_url
     )
 
 

@@ -49,7 +49,8 @@ def _provider_errors(action: str) -> Iterator[None]:
 
 
 class StripeGateway:
-    """Customers, Checkout Sessions and subscription cancellation at Stripe."""
+    """Customers, Checkout Sessions, customer portal sessions and subscription
+    cancellation at Stripe."""
 
     def __init__(self, *, api_key: str, api_base: str) -> None:
         self._http = stripe.HTTPXClient(timeout=TIMEOUT_S)
@@ -110,6 +111,21 @@ class StripeGateway:
             logger.error("stripe returned a checkout session without a url")
             raise PaymentProviderError
         return checkout.url
+
+    async def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
+        """A customer portal session for the customer; the URL to send the user to.
+
+        What the portal offers (switching among the plans' prices, seat counts,
+        cancelling, proration) is its configuration in Stripe's dashboard.
+        """
+        with _provider_errors("create portal session"):
+            portal = await self._client.v1.billing_portal.sessions.create_async(
+                params={"customer": customer_id, "return_url": return_url}
+            )
+        if not portal.url:
+            logger.error("stripe returned a portal session without a url")
+            raise PaymentProviderError
+        return portal.url
 
     async def cancel_at_period_end(self, *, subscription_id: str) -> None:
         """Ask Stripe to end the subscription when its paid period ends."""

@@ -26,8 +26,11 @@ MIB = 1024 * KIB
 # largest valid request written with every character JSON-escaped (`\uXXXX`,
 # six bytes): auth bodies are an email and a password of at most 1,024
 # characters; `/chat` a message of at most 32,000 characters plus a context of
-# at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters.
+# at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters; a
+# local agent at most 25,300 characters (20 paths of 1,024, a prompt template of
+# 4,000, names and ids). A `{id}` segment stands for any one path segment.
 AUTH_BODY_BYTES = 16 * KIB
+AGENT_BODY_BYTES = 160 * KIB
 # Stripe events are small JSON documents; an invoice with many lines is the largest.
 STRIPE_WEBHOOK_BODY_BYTES = 512 * KIB
 # Cloud storage (app.storage.schemas): a record's blob of at most 1 MiB as base64, with
@@ -42,7 +45,10 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/logout": AUTH_BODY_BYTES,
     "/chat": 256 * KIB,
     "/storage/vectors/embed": 128 * KIB,
+    "/agents/local": AGENT_BODY_BYTES,
+    "/agents/local/{id}": AGENT_BODY_BYTES,
     "/billing/checkout": 4 * KIB,  # a tier and a seat count
+    "/billing/portal": 1 * KIB,  # no body is read
     "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,
     "/storage/records": RECORD_BODY_BYTES,
     "/storage/records/{id}": RECORD_BODY_BYTES,

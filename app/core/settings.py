@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -27,6 +27,15 @@ class Environment(StrEnum):
 GIB = 1024**3
 
 DEFAULT_CORS_ORIGINS = ["app://*", "http://localhost:*", "http://127.0.0.1:*"]
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, in US dollars per million tokens (LLM_PRICES)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
 
 
 def _split_commas(value: object) -> object:
@@ -89,6 +98,11 @@ class Settings(BaseSettings):
     history_max_messages: int = Field(default=40, ge=4)
     default_timezone: str = "UTC"
 
+    # Prices that replace LiteLLM's bundled cost map, per model string, in USD per
+    # million tokens: '{"openai/my-model": {"input": 0.15, "output": 0.6}}'. Models in
+    # neither (local ones such as ollama_chat/...) cost 0.
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
     # Embeddings (LiteLLM) for associative memory and note indexing; off when unset.
     embedding_model: str | None = None
     embedding_api_base: str | None = None
@@ -116,8 +130,26 @@ class Settings(BaseSettings):
     ws_max_connections: int = Field(default=10_000, ge=1)
     ws_max_inflight_requests: int = Field(default=4, ge=1)
 
+    # Batch agents (README, Batch agents). The scheduler wakes every interval; a run no
+    # instance has refreshed for BATCH_STALE_RUN_S is ended as interrupted.
+    batch_scheduler_interval_s: float = Field(default=30.0, gt=0)
+    batch_stale_run_s: float = Field(default=300.0, gt=0)
+    batch_idle_timeout_s: float = Field(default=120.0, gt=0)
+    batch_max_files_per_run: int = Field(default=500, ge=1)
+    batch_max_file_bytes: int = Field(default=256 * 1024, ge=1)
+    batch_max_run_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # Characters of a file sent to the model in one extraction call; longer files go in pieces.
+    batch_chunk_chars: int = Field(default=12_000, ge=500)
+
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # Observability (README, "Usage, metrics and traces"). GET /metrics asks for this
+    # bearer token when it is set; traces are exported over OTLP/HTTP only when the
+    # endpoint is set (e.g. http://collector:4318).
+    metrics_token: SecretStr | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "adiuva-server"
 
     # Requests per minute (app.tiers): per user by tier (team: per seat), per client address
     # for unauthenticated routes, and failed logins per email before a LOGIN_LOCK_S lock.
@@ -140,6 +172,8 @@ class Settings(BaseSettings):
     stripe_price_team: str | None = None
     billing_success_url: str | None = None
     billing_cancel_url: str | None = None
+    # Where Stripe's customer portal sends the user back to; unset: BILLING_SUCCESS_URL.
+    billing_portal_return_url: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
 
     # End-to-end encrypted cloud storage (app.storage; README, Cloud storage). Blobs live
@@ -173,6 +207,7 @@ class Settings(BaseSettings):
         "stripe_price_team",
         "billing_success_url",
         "billing_cancel_url",
+        "billing_portal_return_url",
         "s3_bucket",
         "s3_endpoint_url",
         "s3_access_key_id",
@@ -219,6 +254,14 @@ class Settings(BaseSettings):
         ]
         if self.s3_bucket is None and unused:
             msg = f"{', '.join(unused)} set without S3_BUCKET: set the bucket, or unset them"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _stale_runs_outlive_passes(self) -> Settings:
+        # Each pass refreshes the runs of its instance: a live run must never look stale.
+        if self.batch_stale_run_s < 2 * self.batch_scheduler_interval_s:
+            msg = "BATCH_STALE_RUN_S must be at least twice BATCH_SCHEDULER_INTERVAL_S"
             raise ValueError(msg)
         return self
 

@@ -2,7 +2,10 @@
 
 The asyncio side of pending tool calls lives here: `call` waits on a future
 that `deliver` completes when the protocol core has matched a `tool_result` to
-the call. The core (`app.device.pending`) keeps only the bookkeeping.
+the call. The core (`app.device.pending`) keeps only the bookkeeping. Batch
+runs are reached the same way: `open_run` names who receives a run's
+`agent_data` / `agent_complete`, `deliver_run` hands them over, and
+`disconnected` tells a run the moment the device goes away.
 """
 
 from __future__ import annotations
@@ -15,7 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.device.protocol import DeviceProtocol
-from protocol.frames import ServerFrame, Table, ToolAction, ToolCall, ToolResult
+from protocol.frames import (
+    AgentComplete,
+    AgentData,
+    ServerFrame,
+    Table,
+    ToolAction,
+    ToolCall,
+    ToolResult,
+)
+
+RunFrame = AgentData | AgentComplete
+RunListener = Callable[[RunFrame], None]
+"""Receives the frames of one batch run, in arrival order, on the event loop."""
 
 
 @dataclass(eq=False, slots=True)
@@ -28,9 +43,12 @@ class DeviceLink:
     send: Callable[[ServerFrame], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     last_active: float = field(default_factory=time.monotonic)
+    # Set once the connection has ended: runs on this device stop at once.
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _waiting: dict[str, asyncio.Future[dict[str, Any]]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _runs: dict[str, RunListener] = field(default_factory=dict, init=False, repr=False)
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -86,9 +104,26 @@ class DeviceLink:
             self._fail(call.id, error)
 
     def fail_all(self, error: BaseException) -> None:
-        """Fail every call at once (the device disconnected)."""
+        """Fail every call at once and tell every run (the device disconnected)."""
+        self.disconnected.set()
         for call in self.protocol.pending:
             self._fail(call.id, error)
+
+    def open_run(self, run_id: str, listener: RunListener) -> None:
+        """Accept the device's frames for `run_id` from now on, handed to `listener`."""
+        self._runs[run_id] = listener
+        self.protocol.run_started(run_id)
+
+    def close_run(self, run_id: str) -> None:
+        """The run ended: later frames for it are refused as `unknown_run`."""
+        self._runs.pop(run_id, None)
+        self.protocol.run_finished(run_id)
+
+    def deliver_run(self, frame: RunFrame) -> None:
+        """Hand a run frame the protocol core accepted to the run's listener."""
+        listener = self._runs.get(frame.run_id)
+        if listener is not None:
+            listener(frame)
 
     def _fail(self, call_id: str, error: BaseException) -> None:
         self.protocol.pending.close(call_id)

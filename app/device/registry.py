@@ -76,6 +76,10 @@ class DeviceRegistry:
     def devices(self, user_id: uuid.UUID) -> list[DeviceLink]:
         return list(self._links.get(user_id, {}).values())
 
+    def connected(self) -> list[tuple[uuid.UUID, str]]:
+        """Every (user, device) connected to this instance."""
+        return [(user, device) for user, devices in self._links.items() for device in devices]
+
     @property
     def connection_count(self) -> int:
         return self._total

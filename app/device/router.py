@@ -12,7 +12,7 @@ from app.core.dependencies import SessionmakerDep, SettingsDep
 from app.core.errors import UnauthorizedError, error_frame
 from app.core.settings import Settings
 from app.device.connection import DeviceConnection
-from app.device.dependencies import ChatHandlerDep, DeviceRegistryDep
+from app.device.dependencies import ChatHandlerDep, DeviceRegistryDep, HelloHandlerDep
 from app.device.protocol import CloseCode, DeviceProtocol, ProtocolLimits
 from app.device.registry import ConnectionLimitError
 from app.tiers.dependencies import RateLimiterDep
@@ -41,6 +41,7 @@ async def device_socket(
     sessionmaker: SessionmakerDep,
     registry: DeviceRegistryDep,
     chat_handler: ChatHandlerDep,
+    hello_handler: HelloHandlerDep,
     limiter: RateLimiterDep,
     token: str = "",
 ) -> None:
@@ -97,6 +98,7 @@ async def device_socket(
             chat_handler=chat_handler,
             tool_call_timeout_s=settings.tool_call_timeout_s,
             still_signed_in=still_signed_in,
+            hello_handler=hello_handler,
             admit_request=admit_request,
         )
         await connection.run()

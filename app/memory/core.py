@@ -7,6 +7,7 @@ preference said twice replaces the first.
 from __future__ import annotations
 
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -51,6 +52,38 @@ async def list_core(
         .order_by(CoreMemory.created_at)
     )
     return {cipher.decrypt(key): cipher.decrypt(value) for key, value in rows}
+
+
+async def get_core(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, key: str
+) -> str | None:
+    """One preference, decrypted; None when nothing is remembered under `key`."""
+    value = await session.scalar(
+        select(CoreMemory.value_encrypted).where(
+            CoreMemory.user_id == user_id,
+            CoreMemory.key_digest == cipher.digest(normalize_key(key)),
+        )
+    )
+    return None if value is None else cipher.decrypt(value)
+
+
+def usable_timezone(remembered: str | None, default: str) -> str:
+    """The remembered time zone if it is a real IANA zone, else `default`."""
+    if remembered:
+        try:
+            ZoneInfo(remembered)
+        except (ZoneInfoNotFoundError, ValueError):
+            return default
+        return remembered
+    return default
+
+
+async def user_timezone(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, default: str
+) -> str:
+    """The time zone the user asked to be remembered ("timezone"), else `default`."""
+    remembered = await get_core(session=session, cipher=cipher, user_id=user_id, key="timezone")
+    return usable_timezone(remembered, default)
 
 
 async def forget_core(

@@ -12,7 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,7 +80,7 @@ class TurnMemory:
         return cls(
             user_id=user_id,
             cipher=cipher,
-            timezone=_timezone(recalled.core.get("timezone"), settings.default_timezone),
+            timezone=core.usable_timezone(recalled.core.get("timezone"), settings.default_timezone),
             context=render_context(recalled, budget_chars=settings.memory_budget_chars),
             vector=vector,
         )
@@ -128,13 +128,3 @@ async def _embedding_or_none(settings: Settings, text: str) -> list[float] | Non
     except Exception as exc:  # the turn goes on without associative memory
         logger.warning("no embedding for this turn", extra={"error": type(exc).__name__})
         return None
-
-
-def _timezone(remembered: str | None, default: str) -> str:
-    if remembered:
-        try:
-            ZoneInfo(remembered)
-        except (ZoneInfoNotFoundError, ValueError):
-            return default
-        return remembered
-    return default

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.storage.exceptions import QuotaExceededError, ReadOnlyStorageError
 from app.storage.models import Backup, StorageAccount, StoredRecord, VectorItem
-from app.tiers.downgrade import Restriction
+from app.tiers.effects import Restriction
 from app.tiers.matrix import TierLimits
 
 _UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from app.core.dependencies import SettingsDep, from_state
 from app.core.rate_limit import RateLimiter
-from app.tiers.downgrade import DowngradeEffect
+from app.tiers.effects import DowngradeEffect
 from app.tiers.rate_limits import limit_address
 
 RateLimiterDep = Annotated[RateLimiter, Depends(from_state("rate_limiter"))]

@@ -1,49 +1,39 @@
 """What a plan change does to what the user already has: never deletes, only restricts.
 
-Each domain whose data a plan limits has a `DowngradeEffect`, listed in
-`app.main.DOWNGRADE_EFFECTS` (there, not here: this module must not import the
-domains it serves). When billing changes a user's plan it calls `enforce_plan`,
+Each domain whose data a plan limits registers a `DowngradeEffect` in
+`DOWNGRADE_EFFECTS`. When billing changes a user's plan it calls `enforce_plan`,
 and each effect brings the user's data within the new limits without deleting
 any of it: batch agents over the limit are disabled (newest first), storage
 over its quota becomes read-only. `GET /billing/subscription` lists what each
 effect reports as `restrictions`.
 
-Cloud storage has one (`app.storage.quota.StorageReadOnly`); batch agents
-(issue 12) will add theirs.
+Batch agents (`app.batch.downgrade.EnabledAgentsOverLimit`) and cloud storage
+(`app.storage.quota.StorageReadOnly`) register theirs here. The effects' shape is
+in `app.tiers.effects`, so a domain's effect needs no import of this registry.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.batch.downgrade import EnabledAgentsOverLimit
+from app.storage.quota import StorageReadOnly
+from app.tiers.effects import DowngradeEffect, Restriction
 from app.tiers.matrix import TierLimits
 
+__all__ = [
+    "DOWNGRADE_EFFECTS",
+    "DowngradeEffect",
+    "Restriction",
+    "enforce_plan",
+    "restrictions",
+]
 
-@dataclass(frozen=True, slots=True)
-class Restriction:
-    """Something the user's data exceeds on their plan, and what was done about it."""
-
-    kind: str  # "batch_agents", "storage"
-    detail: str  # "3 agents disabled (newest first): the free plan allows 2 enabled"
-
-
-class DowngradeEffect(Protocol):
-    """One domain's reaction to a plan's limits; runs in billing's transaction."""
-
-    async def enforce(
-        self, *, session: AsyncSession, user_id: uuid.UUID, limits: TierLimits
-    ) -> None:
-        """Bring the user's data within `limits`, disabling rather than deleting."""
-
-    async def describe(
-        self, *, session: AsyncSession, user_id: uuid.UUID, limits: TierLimits
-    ) -> Restriction | None:
-        """What is restricted now because of `limits`, if anything."""
+# Every domain's effect, in the order they apply.
+DOWNGRADE_EFFECTS: tuple[DowngradeEffect, ...] = (EnabledAgentsOverLimit(), StorageReadOnly())
 
 
 async def enforce_plan(

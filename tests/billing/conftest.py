@@ -26,7 +26,7 @@ WEBHOOK = "/api/v1/billing/webhook"
 
 @dataclass
 class ExampleAgents:
-    """A downgrade effect like the one batch agents (issue 12) will register: each user
+    """A stand-in for batch agents' downgrade effect (app/batch/downgrade.py): each user
     has `agents` enabled agents; a plan with fewer disables the newest, deleting none."""
 
     agents: int = 5

@@ -6,10 +6,12 @@ points here): form-encoded requests with bracketed keys (`metadata[user_id]=…`
 objects (`{"id": "cus_…", "object": "customer", …}`) and Stripe's error JSON
 (`{"error": {"type": "invalid_request_error", "code": "resource_missing", …}}`).
 
-Endpoints: `POST /v1/customers`, `POST /v1/checkout/sessions`, `GET` and `POST
-/v1/subscriptions/{id}`. Tests script failures (`fail_next`) and build the
-events Stripe would send from the fake's own objects (`checkout_completed`,
-`subscription_event`, `invoice_event`), signed by `sign` exactly as Stripe signs:
+Endpoints: `POST /v1/customers`, `POST /v1/checkout/sessions`, `POST
+/v1/billing_portal/sessions`, `GET` and `POST /v1/subscriptions/{id}`. Tests
+script failures (`fail_next`) and build the events Stripe would send from the
+fake's own objects (`checkout_completed`, `subscription_event` — also what a plan
+change in the customer portal sends —, `invoice_event`), signed by `sign`
+exactly as Stripe signs:
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>`.
 
 Runs with uvicorn inside the test's event loop (`tests.loopback.serve_on_loopback`).
@@ -74,10 +76,14 @@ def _lists_from_index_dicts(node: Any) -> Any:
     return converted
 
 
-def _error(status: int, kind: str, message: str, *, code: str | None = None) -> JSONResponse:
+def _error(
+    status: int, kind: str, message: str, *, code: str | None = None, param: str | None = None
+) -> JSONResponse:
     body: Json = {"error": {"type": kind, "message": message}}
     if code:
         body["error"]["code"] = code
+    if param:
+        body["error"]["param"] = param
     return JSONResponse(body, status_code=status, headers={"Request-Id": "req_fake"})
 
 
@@ -104,6 +110,7 @@ class FakeStripe:
     customers: dict[str, Json] = field(default_factory=dict)
     sessions: dict[str, Json] = field(default_factory=dict)
     subscriptions: dict[str, Json] = field(default_factory=dict)
+    portal_sessions: dict[str, Json] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _replies: dict[str, tuple[int, Json]] = field(default_factory=dict)
     _in_flight: set[str] = field(default_factory=set)
@@ -221,6 +228,42 @@ class FakeStripe:
             public.pop("subscription_data")
             return JSONResponse(public)
 
+        @app.post("/v1/billing_portal/sessions")
+        async def create_portal_session(request: Request) -> JSONResponse:
+            params = decode_form((await request.body()).decode())
+            if "customer" not in params:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    "Missing required param: customer.",
+                    code="parameter_missing",
+                    param="customer",
+                )
+            if params["customer"] not in self.customers:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    f"No such customer: '{params['customer']}'",
+                    code="resource_missing",
+                    param="customer",
+                )
+            session_id = self._new_id("bps")
+            portal = {
+                "id": session_id,
+                "object": "billing_portal.session",
+                "configuration": "bpc_fake_default",
+                "created": int(time.time()),
+                "customer": params["customer"],
+                "flow": None,
+                "livemode": False,
+                "locale": params.get("locale"),
+                "on_behalf_of": None,
+                "return_url": params.get("return_url"),
+                "url": f"https://billing.stripe.com/p/session/test_{session_id}",
+            }
+            self.portal_sessions[session_id] = portal
+            return JSONResponse(portal)
+
         @app.get("/v1/subscriptions/{subscription_id}")
         async def retrieve_subscription(subscription_id: str) -> JSONResponse:
             if subscription_id not in self.subscriptions:
@@ -307,11 +350,18 @@ class FakeStripe:
     ) -> Json:
         """`customer.subscription.<event_type>` after applying `changes` (`status`, …).
 
-        `period_end` moves the item's current period end.
+        `period_end` moves the item's current period end; `price` and `quantity` change
+        the item as a plan or seat change in the customer portal does (the metadata
+        checkout wrote stays as it was).
         """
         subscription = self.subscriptions[subscription_id]
+        item = subscription["items"]["data"][0]
         if "period_end" in changes:
-            subscription["items"]["data"][0]["current_period_end"] = changes.pop("period_end")
+            item["current_period_end"] = changes.pop("period_end")
+        if "price" in changes:
+            item["price"] = {"id": changes.pop("price"), "object": "price"}
+        if "quantity" in changes:
+            item["quantity"] = changes.pop("quantity")
         subscription.update(changes)
         if event_type == "deleted":
             subscription["status"] = "canceled"
@@ -357,5 +407,6 @@ def billing_settings(fake: FakeStripe) -> dict[str, Any]:
         "stripe_price_team": PRICES["team"],
         "billing_success_url": "app://billing/success",
         "billing_cancel_url": "app://billing/cancel",
+        "billing_portal_return_url": "app://billing/portal-return",
         "stripe_api_base": fake.api_base,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -11,7 +12,15 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.main import create_app
-from tests.billing.conftest import Account, checkout_session, register, rows, subscribe
+from tests.billing.conftest import (
+    Account,
+    checkout_session,
+    deliver,
+    register,
+    rows,
+    subscribe,
+    tier_of,
+)
 from tests.billing.fake_stripe import API_KEY, PRICES, FakeStripe, billing_settings
 from tests.e2e.server_process import free_port
 
@@ -111,6 +120,99 @@ async def test_checkout_of_the_current_tier_is_400(
         {"detail": "You are already on the pro plan"},
     )
     assert len(stripe_fake.sessions) == sessions_before
+
+
+async def billing_rows(app: FastAPI) -> list[list[tuple[object, ...]]]:
+    return [
+        await rows(app, "SELECT * FROM billing_customers ORDER BY 1"),
+        await rows(app, "SELECT * FROM billing_subscriptions ORDER BY 1"),
+    ]
+
+
+def subscribed_to(tier: str) -> dict[str, str]:
+    return {
+        "detail": f"You are subscribed to the {tier} plan: change plans through the billing "
+        "portal (POST /api/v1/billing/portal), not a new checkout"
+    }
+
+
+@pytest.mark.parametrize(
+    "body", [{"tier": "power"}, {"tier": "team", "seats": 3}], ids=["power", "team"]
+)
+async def test_a_second_checkout_while_subscribed_is_409_and_never_reaches_stripe(
+    app: FastAPI, client: httpx.AsyncClient, stripe_fake: FakeStripe, body: dict[str, object]
+) -> None:
+    account = await register(client)
+    await subscribe(client, stripe_fake, account, "pro")
+    seen = len(stripe_fake.requests)
+    stored = await billing_rows(app)
+
+    response = await client.post(CHECKOUT, json=body, headers=account.auth)
+
+    assert (response.status_code, response.json()) == (409, subscribed_to("pro"))
+    assert stripe_fake.requests[seen:] == []  # no customer, no checkout session asked for
+    assert len(stripe_fake.calls("/v1/checkout/sessions")) == 1
+    assert await billing_rows(app) == stored  # nothing stored
+    assert await tier_of(client, account) == "pro"
+
+
+@pytest.mark.parametrize("status", ["trialing", "past_due", "unpaid", "paused"])
+async def test_every_live_status_refuses_a_second_checkout(
+    client: httpx.AsyncClient, stripe_fake: FakeStripe, status: str
+) -> None:
+    account = await register(client)
+    subscription_id = await subscribe(client, stripe_fake, account, "power")
+    event = stripe_fake.subscription_event(
+        subscription_id, "updated", created=int(time.time()) + 10, status=status
+    )
+    assert (await deliver(client, event)).status_code == 200
+    seen = len(stripe_fake.requests)
+
+    response = await client.post(CHECKOUT, json={"tier": "pro"}, headers=account.auth)
+
+    assert (response.status_code, response.json()) == (409, subscribed_to("power"))
+    assert stripe_fake.requests[seen:] == []
+
+
+async def test_a_subscription_waiting_for_its_first_payment_refuses_a_second_checkout(
+    client: httpx.AsyncClient, stripe_fake: FakeStripe
+) -> None:
+    account = await register(client)
+    session_id = await checkout_session(client, account, "pro")
+    pending = stripe_fake.checkout_completed(session_id, paid=False)  # a bank debit, say
+    assert (await deliver(client, pending)).status_code == 200
+    assert await tier_of(client, account) == "free"  # not paid yet
+
+    response = await client.post(CHECKOUT, json={"tier": "power"}, headers=account.auth)
+
+    # Were it allowed, both would bill once the debit goes through.
+    assert (response.status_code, response.json()) == (409, subscribed_to("pro"))
+    assert len(stripe_fake.calls("/v1/checkout/sessions")) == 1
+
+
+@pytest.mark.parametrize("ending", ["deleted", "incomplete_expired"])
+async def test_once_stripe_has_ended_the_subscription_checkout_is_open_again(
+    client: httpx.AsyncClient, stripe_fake: FakeStripe, ending: str
+) -> None:
+    account = await register(client)
+    later = int(time.time()) + 10
+    if ending == "deleted":
+        subscription_id = await subscribe(client, stripe_fake, account, "pro")
+        event = stripe_fake.subscription_event(subscription_id, "deleted", created=later)
+    else:  # the first payment never came: Stripe gives up on the subscription
+        session_id = await checkout_session(client, account, "pro")
+        pending = stripe_fake.checkout_completed(session_id, paid=False)
+        assert (await deliver(client, pending)).status_code == 200
+        subscription_id = str(stripe_fake.sessions[session_id]["subscription"])
+        event = stripe_fake.subscription_event(
+            subscription_id, "updated", created=later, status="incomplete_expired"
+        )
+    assert (await deliver(client, event)).status_code == 200
+
+    response = await client.post(CHECKOUT, json={"tier": "pro"}, headers=account.auth)
+
+    assert response.status_code == 200, response.text
+    assert len(stripe_fake.calls("/v1/checkout/sessions")) == 2
 
 
 async def test_team_checkout_buys_the_seats_asked_for(

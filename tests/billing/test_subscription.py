@@ -251,6 +251,7 @@ async def test_without_settings_billing_routes_answer_503_naming_what_is_missing
     checkout = await unconfigured.post(
         "/api/v1/billing/checkout", json={"tier": "team"}, headers=account.auth
     )
+    portal = await unconfigured.post("/api/v1/billing/portal", headers=account.auth)
     read = await unconfigured.get(SUBSCRIPTION, headers=account.auth)
     cancel = await unconfigured.delete(SUBSCRIPTION, headers=account.auth)
     webhook = await unconfigured.post(WEBHOOK, content=b"{}", headers={"Stripe-Signature": "x"})
@@ -259,6 +260,10 @@ async def test_without_settings_billing_routes_answer_503_naming_what_is_missing
     assert (checkout.status_code, checkout.json()["detail"]) == (
         503,
         prefix + "STRIPE_SECRET_KEY, STRIPE_PRICE_TEAM, BILLING_SUCCESS_URL, BILLING_CANCEL_URL",
+    )
+    assert (portal.status_code, portal.json()["detail"]) == (
+        503,
+        prefix + "STRIPE_SECRET_KEY, BILLING_PORTAL_RETURN_URL",
     )
     for response in (read, cancel):
         assert (response.status_code, response.json()["detail"]) == (
@@ -270,6 +275,7 @@ async def test_without_settings_billing_routes_answer_503_naming_what_is_missing
         prefix + "STRIPE_WEBHOOK_SECRET",
     )
     assert "Retry-After" not in checkout.headers  # waiting will not configure it
+    assert "Retry-After" not in portal.headers
 
 
 async def test_the_webhook_needs_only_its_secret(

@@ -224,6 +224,35 @@ async def test_serve_answers_tool_calls_until_the_connection_ends(
     assert "code 4000: replaced by a newer connection" in err
 
 
+async def test_serve_answers_batch_runs_from_the_agent_folders_only(
+    peer: ScriptedPeer,
+    tmp_path: Path,
+    logins: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    for folder in (shared, private):
+        folder.mkdir()
+        (folder / f"{folder.name}.md").write_text(f"in {folder.name}")
+    running, connection = await start(peer, tmp_path, "--agent-folder", str(shared), "serve")
+    await connection.send(
+        {
+            "type": "agent_run",
+            "run_id": "run-1",
+            "agent_id": "agent-1",
+            "config": {"paths": [str(shared), str(private)], "file_extensions": [".md"]},
+        }
+    )
+
+    data, complete = await connection.recv(), await connection.recv()
+    await connection.close(1000, "done")
+
+    assert await exit_code(running) == cli.EXIT_CONNECTION
+    assert [(f["name"], f["content"]) for f in data["files"]] == [("shared.md", "in shared")]
+    assert complete["errors"] == [f"{private}: not in a folder shared with batch agents"]
+    assert f"batch run run-1: reading {shared}, {private}" in capsys.readouterr().err
+
+
 def test_the_subcommand_comes_after_the_global_options(tmp_path: Path) -> None:
     args = arguments("http://127.0.0.1:1", tmp_path, "--register", "serve")
     assert (args.command, args.register) == ("serve", True)

@@ -17,6 +17,8 @@ from app.device.protocol import (
 )
 from protocol.errors import ToolCallTooLargeError
 from protocol.frames import (
+    AgentComplete,
+    AgentData,
     Cancel,
     DeviceHello,
     Error,
@@ -225,6 +227,8 @@ def test_rate_limit_refuses_with_retry_after_then_recovers() -> None:
     # `rate_limited` ends a chat request with its stream_end, as the user's limit does.
     assert isinstance(end, StreamEnd)
     assert (end.request_id, end.mutations) == ("r9", [])
+    assert end.usage is not None
+    assert (end.usage.model_calls, end.usage.cost_usd, end.usage.duration_ms) == (0, 0.0, 0)
     assert "r9" not in protocol.inflight
     # Heartbeats and tool results are never limited.
     assert send(protocol, {"type": "ping"}).replies[0].type == "pong"
@@ -268,6 +272,51 @@ def test_agent_frames_for_unknown_runs_are_refused() -> None:
     error = only_error(send(greeted(), {"type": "agent_complete", "run_id": "x", "files_read": 0}))
 
     assert error.code == "unknown_run"
+
+
+AGENT_DATA = {"type": "agent_data", "run_id": "run-1", "files": []}
+AGENT_COMPLETE = {"type": "agent_complete", "run_id": "run-1", "files_read": 0}
+
+
+def test_a_started_run_takes_its_frames_until_agent_complete() -> None:
+    protocol = greeted()
+    protocol.run_started("run-1")
+
+    data = send(protocol, AGENT_DATA)
+    complete = send(protocol, AGENT_COMPLETE)
+
+    assert isinstance(data.frame, AgentData)
+    assert isinstance(complete.frame, AgentComplete)
+    assert protocol.runs == set()
+    assert only_error(send(protocol, AGENT_DATA)).code == "unknown_run"  # the desktop said done
+
+
+def test_a_run_the_server_ended_refuses_further_frames() -> None:
+    protocol = greeted()
+    protocol.run_started("run-1")
+    protocol.run_finished("run-1")
+
+    assert only_error(send(protocol, AGENT_DATA)).code == "unknown_run"
+    assert only_error(send(protocol, AGENT_COMPLETE)).code == "unknown_run"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {**AGENT_DATA, "files": [{"path": "p" * 1025, "name": "a.md", "content": ""}]},
+        {**AGENT_DATA, "files": [{"path": "/a.md", "name": "n" * 256, "content": ""}]},
+        {**AGENT_DATA, "files": [{"path": "/a.md", "name": "a.md"}]},
+        {**AGENT_COMPLETE, "files_read": -1},
+        {**AGENT_COMPLETE, "errors": ["e"] * 101},
+        {**AGENT_COMPLETE, "errors": ["e" * 1001]},
+    ],
+)
+def test_malformed_run_frames_are_invalid_and_leave_the_run_open(frame: dict[str, Any]) -> None:
+    protocol = greeted()
+    protocol.run_started("run-1")
+
+    assert only_error(send(protocol, frame)).code == "invalid_frame"
+    assert protocol.runs == {"run-1"}
 
 
 def test_heartbeat_pings_on_interval_and_closes_silent_connections() -> None:

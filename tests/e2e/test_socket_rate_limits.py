@@ -26,6 +26,9 @@ async def test_past_the_limit_a_request_gets_rate_limited_then_stream_end(live: 
     assert error["message"] == "Rate limit exceeded: the free plan allows 4 requests per minute"
     assert 0 < error["retry_after"] <= 60
     assert refused.frames[-1]["mutations"] == []
+    # No model call was made for it: its usage is all zero (protocol 1.3).
+    usage = refused.frames[-1]["usage"]
+    assert (usage["model_calls"], usage["prompt_tokens"], usage["cost_usd"]) == (0, 0, 0)
     # REST and the socket share the user's one limit.
     assert rest.status_code == 429
 

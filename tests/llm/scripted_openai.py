@@ -253,7 +253,9 @@ class ScriptedLLM:
 
     Attributes are plain and may be changed while serving: assign `policy` to swap
     the script, `chunk_size` to change how text is cut, `chunk_delay` to pause between
-    streamed chunks (seconds, to simulate a slow model), `embedder` to change vectors.
+    streamed chunks (seconds, to simulate a slow model), `embedder` to change vectors,
+    `floats_only` to answer embeddings in JSON numbers whatever was asked (as providers
+    without `encoding_format` do).
     """
 
     def __init__(
@@ -269,6 +271,7 @@ class ScriptedLLM:
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.embedder = embedder
+        self.floats_only = False
         self.port = 0
         self.requests: list[ChatRequest] = []
         """Every chat request received, in order (error replies included)."""
@@ -376,7 +379,7 @@ class ScriptedLLM:
         for index, text in enumerate(texts):
             vector = [float(value) for value in self.embedder(text, dimensions)]
             embedding: list[float] | str = vector
-            if encoding_format == "base64":
+            if encoding_format == "base64" and not self.floats_only:
                 embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = estimate_tokens(sum(len(text) for text in texts))

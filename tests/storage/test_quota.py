@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.batch.test_agents_api import AGENTS, agent_body
 from tests.billing import conftest as billing
 from tests.billing.conftest import Account
 from tests.billing.fake_stripe import FakeStripe, billing_settings
@@ -180,3 +181,36 @@ class TestDowngradeThroughBilling:
             assert (await client.delete(f"{RECORDS}/{record_id}", headers=account.auth)).is_success
         after = (await client.get("/api/v1/billing/subscription", headers=account.auth)).json()
         assert after["restrictions"] == []
+
+    async def test_subscription_reports_agents_and_storage_restrictions_together(
+        self, client: httpx.AsyncClient, stripe_fake: FakeStripe
+    ) -> None:
+        # One registry holds both domains' downgrade effects (app.tiers.downgrade).
+        account = await billing.register(client)
+        subscription_id = await billing.subscribe(client, stripe_fake, account, "pro")
+        for number in range(1, 4):
+            created = await client.post(
+                AGENTS, json=agent_body(name=f"Agent {number}"), headers=account.auth
+            )
+            assert created.status_code == 201, created.text
+        assert (await upload(client, account, "record", b"x" * 1024)).status_code == 201
+
+        ended = stripe_fake.subscription_event(subscription_id, "deleted")
+        assert (await billing.deliver(client, ended)).status_code == 200
+        subscription = (
+            await client.get("/api/v1/billing/subscription", headers=account.auth)
+        ).json()
+
+        assert subscription["tier"] == "free"
+        assert subscription["restrictions"] == [
+            {
+                "kind": "batch_agents",
+                "detail": "1 of your 3 batch agents is disabled: the free plan allows 2 enabled;"
+                " upgrade to enable more",
+            },
+            {
+                "kind": "storage",
+                "detail": "Storage is read-only: 1 KiB stored, more than the free plan's 0 bytes;"
+                " nothing was deleted, and deleting some makes it writable again",
+            },
+        ]

@@ -1,9 +1,8 @@
 """Cloud storage: per-user storage accounts, encrypted records, vector items and backups.
 
-Revision ID: 0006
-Revises: 0004 (main's 0005, model usage, is not on this branch yet: once main is
-merged in, this revises 0005)
-Create Date: 2026-11-21 20:00:00.000000
+Revision ID: 0007
+Revises: 0006 (batch agents)
+Create Date: 2026-11-24 10:00:00.000000
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from pgvector.sqlalchemy import VECTOR
 
-revision: str = "0006"
-down_revision: str | None = "0004"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

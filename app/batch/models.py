@@ -1,0 +1,149 @@
+"""Batch agents, their run logs, and the chunks each agent has already processed.
+
+What the user wrote (name, folders, extensions, prompt template, what to
+extract) is one JSON document encrypted with the user's data key; a run's
+errors name files, so they are encrypted too. Only what the scheduler needs
+is in the clear: the schedule, its time zone, `enabled`, the device and the
+timestamps.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.database import Base, TimestampMixin
+
+
+class AgentType(StrEnum):
+    LOCAL_DIRECTORY = "local_directory"
+    GMAIL = "gmail"
+    OUTLOOK = "outlook"
+    TEAMS = "teams"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    ERROR = "error"
+
+
+class RunTrigger(StrEnum):
+    SCHEDULE = "schedule"  # the scheduler found the agent due
+    HELLO = "hello"  # the agent was overdue when its device connected
+    MANUAL = "manual"  # POST /agents/{id}/run
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{value.value}'" for value in values) + ")"
+
+
+class BatchAgent(TimestampMixin, Base):
+    __tablename__ = "batch_agents"
+    __table_args__ = (
+        CheckConstraint(_one_of("agent_type", AgentType), name="agent_type"),
+        # A local agent belongs to one desktop; cloud agents to none.
+        CheckConstraint(
+            "(agent_type = 'local_directory') = (device_id IS NOT NULL)", name="device"
+        ),
+        # What each scheduler pass looks up: enabled agents by due time.
+        Index(
+            "ix_batch_agents_due",
+            "next_run_at",
+            postgresql_where=text("enabled"),
+        ),
+        Index("ix_batch_agents_user_id_device_id", "user_id", "device_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    agent_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    device_id: Mapped[str | None] = mapped_column(String(128))
+    settings_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    schedule_cron: Mapped[str] = mapped_column(String(100), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class BatchRun(Base):
+    """One run of an agent: its log row, from `running` to how it ended."""
+
+    __tablename__ = "batch_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RunStatus), name="status"),
+        CheckConstraint(_one_of("trigger", RunTrigger), name="trigger"),
+        # At most one run of an agent at a time, whichever instance or trigger starts it.
+        Index(
+            "uq_batch_runs_running_agent_id",
+            "agent_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+        ),
+        # Stale runs (their instance died) are found by their last sign of life.
+        Index(
+            "ix_batch_runs_running_touched_at",
+            "touched_at",
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("ix_batch_runs_user_id_started_at", "user_id", "started_at"),
+        Index("ix_batch_runs_agent_id_started_at", "agent_id", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("batch_agents.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    items_processed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    items_created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Refreshed by the instance running it; a run nobody refreshes was orphaned by a crash.
+    touched_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class ProcessedChunk(Base):
+    """Text an agent already extracted from, by its keyed digest (never the text)."""
+
+    __tablename__ = "batch_processed_chunks"
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("batch_agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    content_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

@@ -1,0 +1,212 @@
+"""What the batch-agent routes read and answer.
+
+Every string and list is bounded; a schedule must parse and fire at most every
+five minutes; a time zone must be an IANA name. The catalog publishes the JSON
+Schema of each create model, so what the desktop shows is what is checked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from app.batch.models import AgentType, RunStatus, RunTrigger
+from app.batch.schedule import (
+    MAX_CRON_CHARS,
+    MAX_TIMEZONE_CHARS,
+    TIMEZONES,
+    check_cron,
+    check_timezone,
+)
+from protocol.frames import MAX_PATH_CHARS, DataType
+
+MAX_NAME_CHARS = 100
+MAX_PATHS = 20
+MAX_EXTENSIONS = 20
+MAX_PROMPT_TEMPLATE_CHARS = 4000
+MAX_DEVICE_ID_CHARS = 128
+
+
+_T = TypeVar("_T")
+
+
+def _zone(value: str | None) -> str | None:
+    return None if value is None else check_timezone(value)
+
+
+def _distinct(values: list[_T]) -> list[_T]:
+    """The values in order, each once: a repeated path or type is meant once."""
+    return list(dict.fromkeys(values))
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)
+]
+Path = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PATH_CHARS)
+]
+Extension = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, pattern=r"^\.[A-Za-z0-9][A-Za-z0-9_+-]{0,15}$"
+    ),
+    Field(description="A file extension with its dot, such as .md"),
+]
+Cron = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_CRON_CHARS,
+        pattern=r"\S",
+        description="A 5-field cron expression (or @hourly, @daily, …) evaluated in `timezone`;"
+        " at most one run every 5 minutes.",
+        examples=["0 9 * * 1"],
+    ),
+    AfterValidator(check_cron),
+]
+Timezone = Annotated[
+    Annotated[
+        str,
+        Field(max_length=MAX_TIMEZONE_CHARS),
+        WithJsonSchema({"type": "string", "enum": sorted(TIMEZONES)}),
+    ]
+    | None,
+    Field(
+        description="IANA time zone of the schedule; default: the user's (core memory), else UTC.",
+        examples=["Europe/Berlin"],
+    ),
+    AfterValidator(_zone),
+]
+DataTypes = Annotated[
+    list[DataType],
+    Field(min_length=1, max_length=len(DataType), description="What to extract."),
+    AfterValidator(_distinct),
+]
+Paths = Annotated[list[Path], Field(min_length=1, max_length=MAX_PATHS), AfterValidator(_distinct)]
+Extensions = Annotated[
+    list[Extension], Field(min_length=1, max_length=MAX_EXTENSIONS), AfterValidator(_distinct)
+]
+DeviceId = Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID_CHARS)]
+PromptTemplate = Annotated[
+    str,
+    Field(
+        max_length=MAX_PROMPT_TEMPLATE_CHARS,
+        description="What the user wants the agent to look for, in their words.",
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSettings(_Strict):
+    """What every agent type shares."""
+
+    name: Name
+    data_types: DataTypes = Field(default_factory=lambda: [DataType.TASKS, DataType.NOTES])
+    prompt_template: PromptTemplate = ""
+    schedule_cron: Cron
+    timezone: Timezone = None
+    enabled: StrictBool = True
+
+
+class LocalAgentCreate(AgentSettings):
+    """A local-directory agent: folders on one desktop, read through its device socket."""
+
+    device_id: DeviceId
+    directory_paths: Paths
+    file_extensions: Extensions = Field(default_factory=lambda: [".md", ".txt"])
+
+
+class LocalAgentUpdate(_Strict):
+    """A change to a local agent: only the fields given change."""
+
+    name: Name | None = None
+    device_id: DeviceId | None = None
+    directory_paths: Paths | None = None
+    file_extensions: Extensions | None = None
+    data_types: DataTypes | None = None
+    prompt_template: PromptTemplate | None = None
+    schedule_cron: Cron | None = None
+    timezone: Timezone = None
+    enabled: StrictBool | None = None
+
+
+class CloudFilter(_Strict):
+    """Which messages a cloud agent reads."""
+
+    query: Annotated[str, Field(max_length=500)] = ""
+    folders: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=20)] = Field(
+        default_factory=list
+    )
+    max_messages: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class CloudAgentCreate(AgentSettings):
+    """A cloud-connector agent (Gmail, Outlook, Teams): the configuration the catalog shows.
+
+    Its routes come with the cloud-connector issue.
+    """
+
+    filter_config: CloudFilter = Field(default_factory=CloudFilter)
+
+
+class LocalAgentRead(BaseModel):
+    id: uuid.UUID
+    type: Literal[AgentType.LOCAL_DIRECTORY] = AgentType.LOCAL_DIRECTORY
+    name: str
+    device_id: str
+    directory_paths: list[str]
+    file_extensions: list[str]
+    data_types: list[DataType]
+    prompt_template: str
+    schedule_cron: str
+    timezone: str
+    enabled: bool
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CatalogEntry(BaseModel):
+    type: AgentType
+    name: str
+    description: str
+    config_schema: dict[str, object]
+
+
+class RunRead(BaseModel):
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    trigger: RunTrigger
+    status: RunStatus
+    items_processed: int
+    items_created: int
+    errors: list[str]
+    started_at: datetime
+    completed_at: datetime | None
+
+
+class RunPage(BaseModel):
+    items: list[RunRead]
+    page: int
+    limit: int
+    total: int
+
+
+class RunStarted(BaseModel):
+    ok: Literal[True] = True
+    run_id: uuid.UUID
