@@ -166,15 +166,8 @@ async def _customer_id(*, session: AsyncSession, gateway: StripeGateway, user: U
 
 async def _live_subscription(*, session: AsyncSession, user_id: uuid.UUID) -> Subscription | None:
     """The user's subscription Stripe still bills (the best, if there were several)."""
-    live = [
-        row
-        for row in await _subscriptions(session=session, user_id=user_id)
-        if events.is_live(row.status)
-    ]
-    if not live:
-        return None
-    tier = best_tier(row.tier for row in live)
-    return next(row for row in live if row.tier == tier)
+    rows = await _subscriptions(session=session, user_id=user_id)
+    return _best([row for row in rows if events.is_live(row.status)])
 
 
 async def start_checkout(
@@ -269,11 +262,15 @@ async def _subscriptions(*, session: AsyncSession, user_id: uuid.UUID) -> list[S
 
 def _giving_subscription(rows: Sequence[Subscription], now: datetime) -> Subscription | None:
     """The subscription the user's tier comes from: the best one that gives a tier."""
-    giving = [row for row in rows if _grants_tier(row, now)]
-    if not giving:
+    return _best([row for row in rows if _grants_tier(row, now)])
+
+
+def _best(rows: Sequence[Subscription]) -> Subscription | None:
+    """The subscription with the highest tier among `rows` (the first of equals), or None."""
+    if not rows:
         return None
-    tier = best_tier(row.tier for row in giving)
-    return next(row for row in giving if row.tier == tier)
+    tier = best_tier(row.tier for row in rows)
+    return next(row for row in rows if row.tier == tier)
 
 
 async def current_subscription(

@@ -101,6 +101,15 @@ class Batch(Live):
         assert response.json()["ok"] is True
         return str(response.json()["run_id"])
 
+    async def held_run(self, folder: Path) -> tuple[Account, HeldRuns, str]:
+        """A ready account and agent, and one of its runs started and held on the desktop
+        (`held.client`)."""
+        account, client, agent = await self.ready(folder)
+        held = client.on_agent_run = HeldRuns(client)
+        run_id = await self.run_now(account, agent["id"])
+        await self.until(lambda: bool(held.started))
+        return account, held, run_id
+
     async def runs(self, account: Account, agent_id: str | None = None) -> list[dict[str, Any]]:
         params = {"agent_id": agent_id} if agent_id else {}
         response = await self.http("GET", "/api/v1/agents/runs", account.token, params=params)
@@ -513,10 +522,7 @@ async def test_a_desktop_leaving_while_an_insert_is_pending_ends_the_run_at_once
 async def test_a_server_shutting_down_ends_its_runs_as_interrupted(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(held.started))
+    account, _held, run_id = await batch.held_run(folder)
 
     await batch.scheduler.close()
 
@@ -574,10 +580,8 @@ async def test_an_oversized_agent_data_frame_is_refused_and_the_run_goes_on(
 async def test_invalid_agent_frames_get_errors_and_change_nothing(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(held.started))
+    account, held, run_id = await batch.held_run(folder)
+    client = held.client
     for raw in [
         '{"type": "agent_data", "run_id": "' + run_id + '", "files": "nope"}',
         '{"type": "agent_complete", "run_id": "' + run_id + '", "files_read": -1}',
@@ -774,10 +778,7 @@ async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
 async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(client.agent_runs))
+    account, held, run_id = await batch.held_run(folder)
     await batch.sql("UPDATE batch_runs SET touched_at = now() - interval '3 hours'")
 
     await batch.scheduler.run_pass()  # refreshes its own runs before recovering orphans
