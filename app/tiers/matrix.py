@@ -113,11 +113,23 @@ def has_feature(tier: Tier | str, feature: Feature) -> bool:
     return column.plugin_marketplace
 
 
+def plans_with(feature: Feature) -> list[Tier]:
+    """The tiers that include `feature`, cheapest first."""
+    return [tier for tier in Tier if has_feature(tier, feature)]
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def require_feature(user: Subscriber, feature: Feature) -> None:
-    """Raise `FeatureNotInPlanError` (403) unless the user's plan includes `feature`."""
+    """Raise `FeatureNotInPlanError` (403), naming the plans that have it, unless the
+    user's plan includes `feature`."""
     if not has_feature(user.tier, feature):
+        needed = _either([tier.value for tier in plans_with(feature)])
         raise FeatureNotInPlanError(
-            f"Your plan ({user.tier}) does not include {feature.value}; upgrade to use it"
+            f"Your plan ({user.tier}) does not include {feature.value}; "
+            f"upgrade to {needed} to use it"
         )
 
 

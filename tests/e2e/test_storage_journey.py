@@ -24,7 +24,10 @@ MB = 1000 * 1000
 GIB = 1024**3
 BACKUP_SIZE = 100 * MB
 CHUNK = 1024 * 1024
-FREE_REFUSAL = "Your plan (free) does not include cloud storage and backup; upgrade to use it"
+FREE_REFUSAL = (
+    "Your plan (free) does not include cloud storage and backup; "
+    "upgrade to pro, power or team to use it"
+)
 
 
 @pytest.fixture

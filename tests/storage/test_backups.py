@@ -315,6 +315,9 @@ async def test_a_free_user_is_refused_with_their_plan_named(
 
     assert (response.status_code, response.json()) == (
         403,
-        {"detail": "Your plan (free) does not include cloud storage and backup; upgrade to use it"},
+        {
+            "detail": "Your plan (free) does not include cloud storage and backup; "
+            "upgrade to pro, power or team to use it"
+        },
     )
     assert stored.listing() == set()

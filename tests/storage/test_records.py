@@ -15,7 +15,8 @@ from tests.storage.conftest import StoredBlobs, b64, rows, sha256, subscriber
 RECORDS = "/api/v1/storage/records"
 KEY = re.compile(r"^([0-9a-f-]{36})/records/([0-9a-f-]{36})$")
 FREE_REFUSAL = {
-    "detail": "Your plan (free) does not include cloud storage and backup; upgrade to use it"
+    "detail": "Your plan (free) does not include cloud storage and backup; "
+    "upgrade to pro, power or team to use it"
 }
 
 

@@ -98,7 +98,8 @@ def test_require_feature_refuses_a_plan_without_it_with_403() -> None:
 
     assert refused.value.status_code == 403
     assert refused.value.detail == (
-        "Your plan (pro) does not include the plugin marketplace; upgrade to use it"
+        "Your plan (pro) does not include the plugin marketplace; "
+        "upgrade to power or team to use it"
     )
 
 
