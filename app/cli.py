@@ -1,4 +1,5 @@
-"""Command line: `adiuva-server [serve | migrate | rotate-master-key]` (or `python -m app ...`).
+"""Command line: `adiuva-server [serve | migrate | rotate-master-key | grant-role EMAIL ROLE]`
+(or `python -m app ...`).
 
 `serve` and `migrate` apply the migrations under a PostgreSQL advisory lock
 (see `app.core.migrations`), so several replicas starting at once, or a
@@ -17,6 +18,7 @@ from types import FrameType
 import uvicorn
 
 from app.auth import service as auth_service
+from app.auth.models import Role
 from app.chat.checkpoint_cipher import reencrypt_checkpoints
 from app.core import migrations
 from app.core.database import create_engine, create_sessionmaker
@@ -92,7 +94,29 @@ def rotate_master_key(settings: ResolvedSettings) -> None:
     )
 
 
+async def _grant(database_url: str, email: str, role: Role) -> bool:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await auth_service.grant_role(session=session, email=email, role=role)
+    finally:
+        await engine.dispose()
+
+
+def grant_role(settings: ResolvedSettings, email: str, role: Role) -> int:
+    """Give the account with `email` a role (`reviewer`); 1 when there is no such account."""
+    with provisioned_database(settings) as database_url:
+        migrations.upgrade(database_url)
+        granted = asyncio.run(_grant(database_url, email, role))
+    if not granted:
+        logger.error("no account has this email", extra={"role": role.value})
+        return 1
+    logger.info("role granted", extra={"role": role.value})
+    return 0
+
+
 COMMANDS = {"serve": serve, "migrate": migrate, "rotate-master-key": rotate_master_key}
+GRANT_ROLE = "grant-role"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,17 +125,28 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="serve",
-        choices=sorted(COMMANDS),
+        choices=sorted([*COMMANDS, GRANT_ROLE]),
         help="serve (the default): migrate, then serve; migrate: migrate and exit; "
-        "rotate-master-key: re-encrypt everything with ENCRYPTION_KEY",
+        "rotate-master-key: re-encrypt everything with ENCRYPTION_KEY; "
+        "grant-role EMAIL ROLE: give an account a role (reviewer)",
     )
+    parser.add_argument("arguments", nargs="*", metavar="ARG", help="grant-role: EMAIL ROLE")
     args = parser.parse_args(argv)
+    if args.command == GRANT_ROLE:
+        roles = ", ".join(role.value for role in Role)
+        if len(args.arguments) != 2 or args.arguments[1] not in {role.value for role in Role}:
+            parser.error(f"grant-role takes EMAIL ROLE (ROLE: {roles})")
+    elif args.arguments:
+        parser.error(f"{args.command} takes no arguments")
 
     settings = Settings()
     configure_logging(settings.log_level)
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
     try:
+        if args.command == GRANT_ROLE:
+            email, role = args.arguments
+            return grant_role(resolve_secrets(settings), email, Role(role))
         COMMANDS[args.command](resolve_secrets(settings))
     except MissingSecretError as exc:
         logger.error("%s", exc)

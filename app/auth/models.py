@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, LargeBinary, String, Uuid
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.database import Base, TimestampMixin
 from app.tiers.matrix import Tier
+
+
+class Role(StrEnum):
+    """What an account may do beyond its plan; granted by an operator
+    (`python -m app grant-role EMAIL ROLE`), never by anything a client sends."""
+
+    REVIEWER = "reviewer"  # approves or rejects plugins submitted to the marketplace
 
 
 class User(TimestampMixin, Base):
@@ -19,6 +28,10 @@ class User(TimestampMixin, Base):
             "tier IN (" + ", ".join(f"'{tier.value}'" for tier in Tier) + ")", name="tier"
         ),
         CheckConstraint("seats >= 1", name="seats"),
+        CheckConstraint(
+            "roles <@ ARRAY[" + ", ".join(f"'{role.value}'" for role in Role) + "]::varchar[]",
+            name="roles",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -33,6 +46,12 @@ class User(TimestampMixin, Base):
     seats: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     # The user's Fernet data key, encrypted with the master key; never stored in the clear.
     wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    roles: Mapped[list[str]] = mapped_column(
+        ARRAY(String(32)), nullable=False, default=list, server_default="{}"
+    )
+
+    def has_role(self, role: Role) -> bool:
+        return role.value in self.roles
 
 
 class AuthSession(TimestampMixin, Base):

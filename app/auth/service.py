@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +32,7 @@ from app.auth.exceptions import (
     InvalidRefreshTokenError,
     UnknownUserError,
 )
-from app.auth.models import AuthSession, RefreshToken, User
+from app.auth.models import AuthSession, RefreshToken, Role, User
 from app.auth.schemas import AuthTokens
 from app.core import security
 from app.core.errors import ServiceUnavailableError, TooManyRequestsError, UnauthorizedError
@@ -357,6 +357,24 @@ async def set_plan(*, session: AsyncSession, user_id: uuid.UUID, tier: Tier, sea
     await session.execute(
         update(User).where(User.id == user_id).values(tier=tier.value, seats=seats)
     )
+
+
+async def grant_role(*, session: AsyncSession, email: str, role: Role) -> bool:
+    """Give the account with `email` (any case) `role`; False when there is no such
+    account. Granting a role it has already changes nothing."""
+    granted = await session.scalar(
+        update(User)
+        .where(User.email == normalize_email(email))
+        .values(
+            roles=case(
+                (User.roles.any(role.value), User.roles),
+                else_=func.array_append(User.roles, role.value),
+            )
+        )
+        .returning(User.id)
+    )
+    await session.commit()
+    return granted is not None
 
 
 async def data_key(*, session: AsyncSession, keyring: MasterKeyring, user_id: uuid.UUID) -> bytes:

@@ -5,6 +5,7 @@ from app.batch import models as batch_models
 from app.billing import models as billing_models
 from app.core.database import Base
 from app.memory import models as memory_models
+from app.plugins import models as plugin_models
 from app.storage import models as storage_models
 from app.usage import models as usage_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "billing_models",
     "memory_models",
     "metadata",
+    "plugin_models",
     "storage_models",
     "usage_models",
 ]

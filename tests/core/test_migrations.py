@@ -37,6 +37,14 @@ APP_TABLES = {
     "storage_records",
     "storage_vectors",
     "storage_backups",
+    "plugins",
+    "plugin_versions",
+    "plugin_reviews",
+    "plugin_installs",
+    "plugin_ratings",
+    "plugin_purchases",
+    "plugin_revenue_events",
+    "plugin_payout_accounts",
 }
 
 
