@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import any_, case, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -367,7 +367,7 @@ async def grant_role(*, session: AsyncSession, email: str, role: Role) -> bool:
         .where(User.email == normalize_email(email))
         .values(
             roles=case(
-                (User.roles.any(role.value), User.roles),
+                (literal(role.value) == any_(User.roles), User.roles),
                 else_=func.array_append(User.roles, role.value),
             )
         )

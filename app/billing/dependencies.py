@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends
 
+from app.billing.payments import PaymentListener
 from app.billing.stripe_api import StripeGateway
 from app.core.dependencies import from_state
 
 # None when STRIPE_SECRET_KEY is unset: the routes that need Stripe then answer 503.
 StripeGatewayDep = Annotated[StripeGateway | None, Depends(from_state("stripe_gateway"))]
+# Domains that sell one-off items and hear of their payments (`app.billing.payments`).
+PaymentListenersDep = Annotated[
+    Sequence[PaymentListener], Depends(from_state("payment_listeners"))
+]

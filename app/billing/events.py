@@ -28,6 +28,11 @@ SUBSCRIPTION_EVENTS = frozenset(
 )
 INVOICE_PAID = "invoice.paid"
 INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
+# One-off payments (the marketplace's paid installs): settled by these.
+PAYMENT_INTENT_SUCCEEDED = "payment_intent.succeeded"
+PAYMENT_INTENT_EVENTS = frozenset(
+    {PAYMENT_INTENT_SUCCEEDED, "payment_intent.payment_failed", "payment_intent.canceled"}
+)
 
 # Statuses in which a subscription gives its tier (past_due/unpaid: until the grace ends).
 ACTIVE_STATUSES = frozenset({"active", "trialing"})
@@ -78,6 +83,19 @@ class InvoiceOutcome:
     subscription_id: str
     customer_id: str | None
     paid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """A PaymentIntent that succeeded, failed or was canceled, as its event says."""
+
+    payment_intent_id: str
+    customer_id: str | None
+    succeeded: bool
+    amount_received: int
+    currency: str
+    charge_id: str | None
+    metadata: dict[str, str]
 
 
 def _user_id(*candidates: object) -> uuid.UUID | None:
@@ -199,6 +217,24 @@ def invoice_outcome(obj: dict[str, Any], *, paid: bool) -> InvoiceOutcome | None
         return None
     return InvoiceOutcome(
         subscription_id=subscription_id, customer_id=_id_of(obj.get("customer")), paid=paid
+    )
+
+
+def payment_outcome(obj: dict[str, Any], *, event_type: str) -> PaymentOutcome:
+    """A `payment_intent` object of a `payment_intent.*` event."""
+    intent_id, currency = obj.get("id"), obj.get("currency")
+    if not isinstance(intent_id, str) or not isinstance(currency, str):
+        msg = "a payment intent without id or currency"
+        raise MalformedEventError(msg)
+    received = obj.get("amount_received")
+    return PaymentOutcome(
+        payment_intent_id=intent_id,
+        customer_id=_id_of(obj.get("customer")),
+        succeeded=event_type == PAYMENT_INTENT_SUCCEEDED and obj.get("status") == "succeeded",
+        amount_received=received if isinstance(received, int) else 0,
+        currency=currency,
+        charge_id=_id_of(obj.get("latest_charge")),
+        metadata={str(key): str(value) for key, value in _metadata(obj).items()},
     )
 
 

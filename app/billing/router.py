@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request
 
 from app.auth.dependencies import CurrentUser
 from app.billing import service
-from app.billing.dependencies import StripeGatewayDep
+from app.billing.dependencies import PaymentListenersDep, StripeGatewayDep
 from app.billing.schemas import (
     CheckoutCreate,
     CheckoutRead,
@@ -150,6 +150,7 @@ async def webhook(
     session: SessionDep,
     settings: SettingsDep,
     effects: DowngradeEffectsDep,
+    payment_listeners: PaymentListenersDep,
     stripe_signature: Annotated[str | None, Header(max_length=4096)] = None,
 ) -> WebhookAck:
     """Stripe's events (no bearer token: the `Stripe-Signature` header is checked).
@@ -160,6 +161,11 @@ async def webhook(
     payload = await request.body()
     event = service.verify_event(settings=settings, payload=payload, signature=stripe_signature)
     await service.handle_event(
-        session=session, settings=settings, payload=event, effects=effects, now=datetime.now(UTC)
+        session=session,
+        settings=settings,
+        payload=event,
+        effects=effects,
+        now=datetime.now(UTC),
+        payment_listeners=payment_listeners,
     )
     return WebhookAck()

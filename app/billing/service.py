@@ -47,6 +47,7 @@ from app.billing.exceptions import (
     NoSubscriptionError,
 )
 from app.billing.models import BillingCustomer, ProcessedEvent, Subscription
+from app.billing.payments import PaymentListener
 from app.billing.schemas import RestrictionRead, SubscriptionRead
 from app.billing.stripe_api import StripeGateway
 from app.core.settings import Settings
@@ -71,6 +72,7 @@ class _Context:
     settings: Settings
     effects: Sequence[DowngradeEffect]
     now: datetime
+    payment_listeners: Sequence[PaymentListener] = ()
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -145,8 +147,11 @@ async def _stored_customer_id(*, session: AsyncSession, user_id: uuid.UUID) -> s
     )
 
 
-async def _customer_id(*, session: AsyncSession, gateway: StripeGateway, user: User) -> str:
-    """The user's Stripe customer, created at Stripe (and stored) the first time."""
+async def customer_id_for(*, session: AsyncSession, gateway: StripeGateway, user: User) -> str:
+    """The user's one Stripe customer, created at Stripe (and stored) the first time.
+
+    Commits the session's transaction first: no connection is held while Stripe is
+    called."""
     existing = await _stored_customer_id(session=session, user_id=user.id)
     # No connection is held while Stripe is called.
     await session.commit()
@@ -197,7 +202,7 @@ async def start_checkout(
     live = await _live_subscription(session=session, user_id=user.id)
     if live is not None:
         raise AlreadySubscribedError(live.tier)
-    customer_id = await _customer_id(session=session, gateway=stripe_gateway, user=user)
+    customer_id = await customer_id_for(session=session, gateway=stripe_gateway, user=user)
     return await stripe_gateway.create_checkout_session(
         user_id=user.id,
         customer_id=customer_id,
@@ -511,6 +516,13 @@ async def _apply_invoice(ctx: _Context, outcome: events.InvoiceOutcome, created:
     await _settle(ctx, row, created, plan)
 
 
+async def _apply_payment(ctx: _Context, outcome: events.PaymentOutcome) -> None:
+    """A one-off payment: every listener hears it, with the user whose customer paid."""
+    payer = await _owner(session=ctx.session, customer_id=outcome.customer_id, user_id=None)
+    for listener in ctx.payment_listeners:
+        await listener.payment_settled(session=ctx.session, outcome=outcome, payer_id=payer)
+
+
 async def handle_event(
     *,
     session: AsyncSession,
@@ -518,13 +530,21 @@ async def handle_event(
     payload: dict[str, object],
     effects: Sequence[DowngradeEffect],
     now: datetime,
+    payment_listeners: Sequence[PaymentListener] = (),
 ) -> None:
     """Apply one verified Stripe event exactly once.
 
     The event id and the event's effects commit together or not at all; a
     replay changes nothing. Unknown event types are recorded and ignored.
+    PaymentIntent events go to `payment_listeners` (the marketplace's sales).
     """
-    ctx = _Context(session=session, settings=settings, effects=effects, now=now)
+    ctx = _Context(
+        session=session,
+        settings=settings,
+        effects=effects,
+        now=now,
+        payment_listeners=payment_listeners,
+    )
     try:
         event = events.parse_envelope(payload)
         if not await _claim_event(session=session, event=event):
@@ -540,6 +560,9 @@ async def handle_event(
             outcome = events.invoice_outcome(event.object, paid=event.type == events.INVOICE_PAID)
             if outcome is not None:
                 await _apply_invoice(ctx, outcome, event.created)
+        elif event.type in events.PAYMENT_INTENT_EVENTS:
+            state = None
+            await _apply_payment(ctx, events.payment_outcome(event.object, event_type=event.type))
         else:
             state = None
         if state is not None:

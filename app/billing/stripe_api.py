@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import stripe
 
@@ -48,9 +49,16 @@ def _provider_errors(action: str) -> Iterator[None]:
         raise PaymentProviderError from exc
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    id: str
+    client_secret: str
+
+
 class StripeGateway:
     """Customers, Checkout Sessions, customer portal sessions and subscription
-    cancellation at Stripe."""
+    cancellation at Stripe; for the plugin marketplace, PaymentIntents, Connect
+    accounts and their onboarding links, and transfers to them."""
 
     def __init__(self, *, api_key: str, api_base: str) -> None:
         self._http = stripe.HTTPXClient(timeout=TIMEOUT_S)
@@ -134,3 +142,94 @@ class StripeGateway:
                 subscription_id,
                 params={"cancel_at_period_end": True},
             )
+
+    async def create_payment_intent(
+        self,
+        *,
+        customer_id: str,
+        amount_cents: int,
+        currency: str,
+        description: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> PaymentIntent:
+        """A PaymentIntent charging the customer; the desktop confirms it with its
+        client secret, and `payment_intent.succeeded` tells the webhook it is paid.
+
+        The same `idempotency_key` (one per purchase) returns the same PaymentIntent.
+        """
+        with _provider_errors("create payment intent"):
+            intent = await self._client.v1.payment_intents.create_async(
+                params={
+                    "amount": amount_cents,
+                    "currency": currency,
+                    "customer": customer_id,
+                    "description": description,
+                    "metadata": dict(metadata),
+                    "automatic_payment_methods": {"enabled": True},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        if not intent.client_secret:
+            logger.error("stripe returned a payment intent without a client secret")
+            raise PaymentProviderError
+        return PaymentIntent(id=intent.id, client_secret=intent.client_secret)
+
+    async def create_connected_account(self, *, user_id: uuid.UUID, email: str) -> str:
+        """An Express Connect account for a plugin author (keyed by the user's id: a retry
+        or a second request at once gets the same account); its id."""
+        with _provider_errors("create connected account"):
+            account = await self._client.v1.accounts.create_async(
+                params={
+                    "type": "express",
+                    "email": email,
+                    "capabilities": {"transfers": {"requested": True}},
+                    "metadata": {"user_id": str(user_id)},
+                },
+                options={"idempotency_key": f"connect-account-{user_id}"},
+            )
+        return account.id
+
+    async def create_account_link(
+        self, *, account_id: str, refresh_url: str, return_url: str
+    ) -> str:
+        """Stripe's hosted onboarding for the connected account; the URL to send the author to."""
+        with _provider_errors("create account link"):
+            link = await self._client.v1.account_links.create_async(
+                params={
+                    "account": account_id,
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                    "type": "account_onboarding",
+                }
+            )
+        return link.url
+
+    async def create_transfer(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        destination: str,
+        source_transaction: str | None,
+        transfer_group: str,
+        idempotency_key: str,
+    ) -> str:
+        """Move `amount_cents` of the platform's balance to a connected account; its id.
+
+        Tied to the charge it comes from (`source_transaction`), so it waits for that
+        charge's funds rather than the platform's available balance.
+        """
+        params: stripe.params.TransferCreateParams = {
+            "amount": amount_cents,
+            "currency": currency,
+            "destination": destination,
+            "transfer_group": transfer_group,
+        }
+        if source_transaction is not None:
+            params["source_transaction"] = source_transaction
+        with _provider_errors("create transfer"):
+            transfer = await self._client.v1.transfers.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return transfer.id

@@ -66,6 +66,7 @@ class BlobKind(StrEnum):
     RECORDS = "records"
     VECTORS = "vectors"
     BACKUPS = "backups"
+    PLUGINS = "plugins"  # marketplace packages (app.plugins), under their author's id
 
 
 # Only keys of this shape are ever written, listed for the sweep or deleted by it: a

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, union_all
+from sqlalchemy import ColumnElement, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.storage.blobs import BlobStore
@@ -26,11 +26,19 @@ logger = logging.getLogger(__name__)
 KEYS_PER_BATCH = 500
 
 
-async def _keys_with_rows(*, session: AsyncSession, keys: Sequence[str]) -> set[str]:
-    statements = [
-        select(model.blob_key).where(model.blob_key.in_(keys))
-        for model in (StoredRecord, VectorItem, Backup)
-    ]
+# The columns naming blobs: storage's own; other domains storing blobs (the marketplace's
+# packages) add theirs where the app is composed (`app.main`).
+STORAGE_BLOB_KEYS: tuple[ColumnElement[str], ...] = (
+    StoredRecord.blob_key,
+    VectorItem.blob_key,
+    Backup.blob_key,
+)
+
+
+async def _keys_with_rows(
+    *, session: AsyncSession, keys: Sequence[str], key_columns: Sequence[ColumnElement[str]]
+) -> set[str]:
+    statements = [select(column).where(column.in_(keys)) for column in key_columns]
     return set(await session.scalars(union_all(*statements)))
 
 
@@ -40,8 +48,9 @@ async def sweep_orphans(
     blobs: BlobStore,
     min_age: timedelta,
     now: datetime,
+    key_columns: Sequence[ColumnElement[str]] = STORAGE_BLOB_KEYS,
 ) -> int:
-    """Remove the blobs older than `min_age` that no row points to; how many."""
+    """Remove the blobs older than `min_age` that none of `key_columns` names; how many."""
     cutoff = now - min_age
     orphans: list[str] = []
     async for page in blobs.listing():
@@ -49,7 +58,9 @@ async def sweep_orphans(
         for start in range(0, len(old), KEYS_PER_BATCH):
             batch = old[start : start + KEYS_PER_BATCH]
             async with sessionmaker() as session:
-                kept = await _keys_with_rows(session=session, keys=batch)
+                kept = await _keys_with_rows(
+                    session=session, keys=batch, key_columns=key_columns
+                )
             orphans.extend(key for key in batch if key not in kept)
     # Removed once the listing is done, so it never walks what it is deleting.
     for start in range(0, len(orphans), KEYS_PER_BATCH):
@@ -63,6 +74,7 @@ async def run_orphan_sweep_forever(
     blobs: BlobStore,
     interval_s: float,
     min_age_s: float,
+    key_columns: Sequence[ColumnElement[str]],
 ) -> None:
     """The scheduled job (started by the app's lifespan): a sweep now, then every
     `interval_s`."""
@@ -73,6 +85,7 @@ async def run_orphan_sweep_forever(
                 blobs=blobs,
                 min_age=timedelta(seconds=min_age_s),
                 now=datetime.now(UTC),
+                key_columns=key_columns,
             )
             if removed:
                 logger.info("orphan blobs removed", extra={"count": removed})
