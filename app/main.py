@@ -16,6 +16,7 @@ from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
 from app.batch.router import router as batch_router
 from app.batch.scheduled import BatchScheduler
+from app.billing.payments import PaymentListener
 from app.billing.router import router as billing_router
 from app.billing.scheduled import run_grace_sweep_forever
 from app.billing.stripe_api import StripeGateway
@@ -39,14 +40,22 @@ from app.memory.scheduled import run_pattern_pass_forever
 from app.memory.turns import log_memory_mode
 from app.observability.router import router as metrics_router
 from app.observability.tracing import instrument_app, start_tracing
+from app.plugins.models import PluginVersion
+from app.plugins.revenue import PluginSales
+from app.plugins.router import router as plugins_router
+from app.plugins.scheduled import run_payouts_forever
 from app.storage.blobs import BlobStore
 from app.storage.router import router as storage_router
-from app.storage.scheduled import run_orphan_sweep_forever
+from app.storage.scheduled import STORAGE_BLOB_KEYS, run_orphan_sweep_forever
 from app.tiers.downgrade import DOWNGRADE_EFFECTS, DowngradeEffect
 from app.usage.recorder import UsageRecorder
 from app.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
+# Every column naming a blob in the blob store: what the orphan sweep keeps.
+BLOB_KEY_COLUMNS = (*STORAGE_BLOB_KEYS, PluginVersion.blob_key)
+# Domains selling one-off items, told of their payments by billing's webhook.
+PAYMENT_LISTENERS: tuple[PaymentListener, ...] = (PluginSales(),)
 
 
 def create_app(
@@ -96,6 +105,7 @@ def create_app(
         )
         app.state.rate_limiter = RateLimiter(rate_limit_storage)
         app.state.downgrade_effects = tuple(downgrade_effects)
+        app.state.payment_listeners = PAYMENT_LISTENERS
         app.state.blob_store = BlobStore.from_settings(settings)
         app.state.stripe_gateway = (
             StripeGateway(
@@ -153,9 +163,20 @@ def create_app(
                     blobs=app.state.blob_store,
                     interval_s=settings.storage_sweep_interval_s,
                     min_age_s=settings.storage_orphan_age_s,
+                    key_columns=BLOB_KEY_COLUMNS,
                 )
             ),
         ]
+        if app.state.stripe_gateway is not None:
+            jobs.append(
+                asyncio.create_task(
+                    run_payouts_forever(
+                        sessionmaker=app.state.sessionmaker,
+                        gateway=app.state.stripe_gateway,
+                        interval_s=settings.plugin_payout_interval_s,
+                    )
+                )
+            )
         try:
             yield
         finally:
@@ -197,6 +218,7 @@ def create_app(
     api.include_router(usage_router)
     api.include_router(billing_router)
     api.include_router(storage_router)
+    api.include_router(plugins_router)
     app.include_router(api)
     app.include_router(metrics_router)
     return app

@@ -14,6 +14,4 @@ from app.core.dependencies import from_state
 # None when STRIPE_SECRET_KEY is unset: the routes that need Stripe then answer 503.
 StripeGatewayDep = Annotated[StripeGateway | None, Depends(from_state("stripe_gateway"))]
 # Domains that sell one-off items and hear of their payments (`app.billing.payments`).
-PaymentListenersDep = Annotated[
-    Sequence[PaymentListener], Depends(from_state("payment_listeners"))
-]
+PaymentListenersDep = Annotated[Sequence[PaymentListener], Depends(from_state("payment_listeners"))]

@@ -38,6 +38,9 @@ STRIPE_WEBHOOK_BODY_BYTES = 512 * KIB
 # fewer per request past it); a search's query vector or blob; a delete's ids.
 RECORD_BODY_BYTES = 3 * MIB
 VECTORS_UPSERT_BODY_BYTES = 16 * MIB
+# A plugin submission (app.plugins.checklist): a package of at most 10 MiB and a manifest
+# of at most 16 KiB, with room for the multipart framing; past it, 413 before reading.
+PLUGIN_SUBMISSION_BODY_BYTES = 10 * MIB + 64 * KIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/register": AUTH_BODY_BYTES,
     "/auth/login": AUTH_BODY_BYTES,
@@ -55,6 +58,11 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/storage/vectors/upsert": VECTORS_UPSERT_BODY_BYTES,
     "/storage/vectors/search": MIB,
     "/storage/vectors": 256 * KIB,
+    "/plugins": PLUGIN_SUBMISSION_BODY_BYTES,
+    "/plugins/{id}/review": 32 * KIB,  # a decision and notes of at most 4,000 characters
+    "/plugins/{id}/rating": 16 * KIB,  # stars and a comment of at most 2,000 characters
+    "/plugins/{id}/install": 1 * KIB,  # no body is read
+    "/plugins/payouts/onboarding": 1 * KIB,  # no body is read
 }
 # A path segment that stands for any one segment (an id) in `ROUTE_BODY_LIMITS`.
 ANY_ID = "{id}"
@@ -81,8 +89,16 @@ class BodyLimits:
         exact = self.by_path.get(path)
         if exact is not None:
             return exact
-        parent, _, _ = path.rpartition("/")
-        return self.by_path.get(f"{parent}/{ANY_ID}", self.default)
+        segments = path.split("/")
+        for pattern, limit in self.by_path.items():
+            parts = pattern.split("/")
+            if (
+                ANY_ID in parts
+                and len(parts) == len(segments)
+                and all(p in (ANY_ID, s) for p, s in zip(parts, segments, strict=True))
+            ):
+                return limit
+        return self.default
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     # Where Stripe's customer portal sends the user back to; unset: BILLING_SUCCESS_URL.
     billing_portal_return_url: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
+    # Stripe Connect for plugin authors' payouts (app.plugins.revenue): where Stripe's
+    # onboarding sends an author back when done, and when its link has expired.
+    stripe_connect_return_url: str | None = None
+    stripe_connect_refresh_url: str | None = None
+    # How often authors' shares not yet transferred are sent to their Connect accounts.
+    plugin_payout_interval_s: float = Field(default=3600.0, gt=0)
 
     # End-to-end encrypted cloud storage (app.storage; README, Cloud storage). Blobs live
     # under DATA_DIR/blobs unless S3_BUCKET is set; then in that bucket of S3 or any
@@ -208,6 +214,8 @@ class Settings(BaseSettings):
         "billing_success_url",
         "billing_cancel_url",
         "billing_portal_return_url",
+        "stripe_connect_return_url",
+        "stripe_connect_refresh_url",
         "s3_bucket",
         "s3_endpoint_url",
         "s3_access_key_id",

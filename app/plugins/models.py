@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -70,7 +70,6 @@ class Plugin(TimestampMixin, Base):
         CheckConstraint("install_count >= 0", name="install_count"),
         CheckConstraint("rating_count >= 0", name="rating_count"),
     )
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     author_id: Mapped[uuid.UUID] = mapped_column(
@@ -98,7 +97,6 @@ class PluginVersion(TimestampMixin, Base):
         Index("ix_plugin_versions_search", "search", postgresql_using="gin"),
         Index("ix_plugin_versions_status", "status", "created_at"),
     )
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     plugin_id: Mapped[uuid.UUID] = mapped_column(

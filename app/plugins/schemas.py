@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from app.plugins.models import CATEGORY_LENGTH, NAME_LENGTH, VERSION_LENGTH, Decision
+from app.plugins.models import NAME_LENGTH, VERSION_LENGTH, Decision
 from protocol.frames import Table
 
 # Semantic Versioning 2.0.0 (semver.org's own regular expression).

@@ -14,8 +14,9 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, union_all
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.storage.blobs import BlobStore
 from app.storage.models import Backup, StoredRecord, VectorItem
@@ -28,7 +29,7 @@ KEYS_PER_BATCH = 500
 
 # The columns naming blobs: storage's own; other domains storing blobs (the marketplace's
 # packages) add theirs where the app is composed (`app.main`).
-STORAGE_BLOB_KEYS: tuple[ColumnElement[str], ...] = (
+STORAGE_BLOB_KEYS: tuple[InstrumentedAttribute[str], ...] = (
     StoredRecord.blob_key,
     VectorItem.blob_key,
     Backup.blob_key,
@@ -36,7 +37,7 @@ STORAGE_BLOB_KEYS: tuple[ColumnElement[str], ...] = (
 
 
 async def _keys_with_rows(
-    *, session: AsyncSession, keys: Sequence[str], key_columns: Sequence[ColumnElement[str]]
+    *, session: AsyncSession, keys: Sequence[str], key_columns: Sequence[InstrumentedAttribute[str]]
 ) -> set[str]:
     statements = [select(column).where(column.in_(keys)) for column in key_columns]
     return set(await session.scalars(union_all(*statements)))
@@ -48,7 +49,7 @@ async def sweep_orphans(
     blobs: BlobStore,
     min_age: timedelta,
     now: datetime,
-    key_columns: Sequence[ColumnElement[str]] = STORAGE_BLOB_KEYS,
+    key_columns: Sequence[InstrumentedAttribute[str]] = STORAGE_BLOB_KEYS,
 ) -> int:
     """Remove the blobs older than `min_age` that none of `key_columns` names; how many."""
     cutoff = now - min_age
@@ -58,9 +59,7 @@ async def sweep_orphans(
         for start in range(0, len(old), KEYS_PER_BATCH):
             batch = old[start : start + KEYS_PER_BATCH]
             async with sessionmaker() as session:
-                kept = await _keys_with_rows(
-                    session=session, keys=batch, key_columns=key_columns
-                )
+                kept = await _keys_with_rows(session=session, keys=batch, key_columns=key_columns)
             orphans.extend(key for key in batch if key not in kept)
     # Removed once the listing is done, so it never walks what it is deleting.
     for start in range(0, len(orphans), KEYS_PER_BATCH):
@@ -74,7 +73,7 @@ async def run_orphan_sweep_forever(
     blobs: BlobStore,
     interval_s: float,
     min_age_s: float,
-    key_columns: Sequence[ColumnElement[str]],
+    key_columns: Sequence[InstrumentedAttribute[str]],
 ) -> None:
     """The scheduled job (started by the app's lifespan): a sweep now, then every
     `interval_s`."""

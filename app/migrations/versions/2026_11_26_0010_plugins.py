@@ -39,7 +39,10 @@ def _user_fk(table: str, column: str = "user_id", ondelete: str = "CASCADE") -> 
 
 def _plugin_fk(table: str) -> sa.Constraint:
     return sa.ForeignKeyConstraint(
-        ["plugin_id"], ["plugins.id"], name=op.f(f"fk_{table}_plugin_id_plugins"), ondelete="CASCADE"
+        ["plugin_id"],
+        ["plugins.id"],
+        name=op.f(f"fk_{table}_plugin_id_plugins"),
+        ondelete="CASCADE",
     )
 
 
@@ -147,7 +150,7 @@ def upgrade() -> None:
         op.f("ix_plugin_reviews_version_id"), "plugin_reviews", ["version_id"], unique=False
     )
     for table in ("plugin_installs", "plugin_ratings"):
-        extra = (
+        extra: list[sa.schema.SchemaItem] = (
             [
                 sa.Column("stars", sa.SmallInteger(), nullable=False),
                 sa.Column("comment", sa.Text(), nullable=True),
@@ -190,9 +193,7 @@ def upgrade() -> None:
             "payment_intent_id", name=op.f("uq_plugin_purchases_payment_intent_id")
         ),
     )
-    op.create_index(
-        "ix_plugin_purchases_user_plugin", "plugin_purchases", ["user_id", "plugin_id"]
-    )
+    op.create_index("ix_plugin_purchases_user_plugin", "plugin_purchases", ["user_id", "plugin_id"])
     op.create_table(
         "plugin_revenue_events",
         sa.Column("id", sa.Uuid(), nullable=False),
