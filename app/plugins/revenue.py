@@ -190,7 +190,7 @@ async def earnings(*, session: AsyncSession, user: User) -> EarningsRead:
             platform_cents=platform,
             transferred_cents=paid,
         )
-        for label, sales, gross, author, platform, paid in rows.tuples()
+        for label, sales, gross, author, platform, paid in rows
     ]
     return EarningsRead(
         months=months,
@@ -216,7 +216,7 @@ async def pay_out_pending(
             .order_by(RevenueEvent.created_at)
             .limit(PAYOUTS_PER_PASS)
         )
-    ).tuples()
+    )
     work = [
         (event.id, event.purchase_id, event.author_cents, event.currency, event.charge_id, account)
         for event, account in pending

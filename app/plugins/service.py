@@ -171,7 +171,7 @@ async def catalog(*, session: AsyncSession, query: CatalogQuery) -> CatalogPage:
         .limit(query.limit)
     )
     return CatalogPage(
-        plugins=[_read(plugin, version) for plugin, version in rows.tuples()],
+        plugins=[_read(plugin, version) for plugin, version in rows],
         total=total or 0,
         page=query.page,
     )
@@ -350,7 +350,7 @@ async def review_queue(*, session: AsyncSession, reviewer: User) -> list[ReviewI
             checklist=[Finding.model_validate(finding) for finding in version.checklist],
             submitted_at=version.created_at,
         )
-        for version, author_id in rows.tuples()
+        for version, author_id in rows
     ]
 
 
@@ -577,7 +577,7 @@ async def installed(*, session: AsyncSession, user: User) -> list[InstalledPlugi
     )
     return [
         InstalledPlugin(plugin=_read(plugin, version), installed_at=at)
-        for plugin, version, at in rows.tuples()
+        for plugin, version, at in rows
     ]
 
 

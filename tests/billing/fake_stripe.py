@@ -7,11 +7,13 @@ objects (`{"id": "cus_…", "object": "customer", …}`) and Stripe's error JSON
 (`{"error": {"type": "invalid_request_error", "code": "resource_missing", …}}`).
 
 Endpoints: `POST /v1/customers`, `POST /v1/checkout/sessions`, `POST
-/v1/billing_portal/sessions`, `GET` and `POST /v1/subscriptions/{id}`. Tests
-script failures (`fail_next`) and build the events Stripe would send from the
-fake's own objects (`checkout_completed`, `subscription_event` — also what a plan
-change in the customer portal sends —, `invoice_event`), signed by `sign`
-exactly as Stripe signs:
+/v1/billing_portal/sessions`, `GET` and `POST /v1/subscriptions/{id}`; for the
+plugin marketplace `POST /v1/payment_intents`, `POST /v1/accounts` (Connect),
+`POST /v1/account_links` and `POST /v1/transfers`. Tests script failures
+(`fail_next`) and build the events Stripe would send from the fake's own objects
+(`checkout_completed`, `subscription_event` — also what a plan change in the
+customer portal sends —, `invoice_event`, `payment_intent_event`), signed by
+`sign` exactly as Stripe signs:
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>`.
 
 Runs with uvicorn inside the test's event loop (`tests.loopback.serve_on_loopback`).
@@ -111,6 +113,9 @@ class FakeStripe:
     sessions: dict[str, Json] = field(default_factory=dict)
     subscriptions: dict[str, Json] = field(default_factory=dict)
     portal_sessions: dict[str, Json] = field(default_factory=dict)
+    payment_intents: dict[str, Json] = field(default_factory=dict)
+    accounts: dict[str, Json] = field(default_factory=dict)
+    transfers: dict[str, Json] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _replies: dict[str, tuple[int, Json]] = field(default_factory=dict)
     _in_flight: set[str] = field(default_factory=set)
@@ -280,6 +285,116 @@ class FakeStripe:
                 subscription["cancel_at_period_end"] = params["cancel_at_period_end"] == "true"
             return JSONResponse(subscription)
 
+        @app.post("/v1/payment_intents")
+        async def create_payment_intent(request: Request) -> JSONResponse:
+            params = decode_form((await request.body()).decode())
+            for required in ("amount", "currency"):
+                if required not in params:
+                    return _error(
+                        400,
+                        "invalid_request_error",
+                        f"Missing required param: {required}.",
+                        code="parameter_missing",
+                        param=required,
+                    )
+            if params.get("customer") not in self.customers:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    f"No such customer: '{params.get('customer')}'",
+                    code="resource_missing",
+                    param="customer",
+                )
+            intent_id = self._new_id("pi")
+            intent = {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": int(params["amount"]),
+                "amount_received": 0,
+                "currency": params["currency"],
+                "customer": params["customer"],
+                "description": params.get("description"),
+                "metadata": params.get("metadata", {}),
+                "automatic_payment_methods": {"enabled": True, "allow_redirects": "always"},
+                "client_secret": f"{intent_id}_secret_{secrets.token_hex(8)}",
+                "created": int(time.time()),
+                "latest_charge": None,
+                "last_payment_error": None,
+                "status": "requires_payment_method",
+                "livemode": False,
+            }
+            self.payment_intents[intent_id] = intent
+            return JSONResponse(intent)
+
+        @app.post("/v1/accounts")
+        async def create_account(request: Request) -> JSONResponse:
+            params = decode_form((await request.body()).decode())
+            account_id = self._new_id("acct")
+            account = {
+                "id": account_id,
+                "object": "account",
+                "type": params.get("type", "express"),
+                "email": params.get("email"),
+                "metadata": params.get("metadata", {}),
+                "capabilities": {"transfers": "inactive"},
+                "charges_enabled": False,
+                "payouts_enabled": False,
+                "details_submitted": False,
+                "created": int(time.time()),
+            }
+            self.accounts[account_id] = account
+            return JSONResponse(account)
+
+        @app.post("/v1/account_links")
+        async def create_account_link(request: Request) -> JSONResponse:
+            params = decode_form((await request.body()).decode())
+            if params.get("account") not in self.accounts:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    f"No such account: '{params.get('account')}'",
+                    code="resource_missing",
+                    param="account",
+                )
+            now = int(time.time())
+            return JSONResponse(
+                {
+                    "object": "account_link",
+                    "created": now,
+                    "expires_at": now + 300,
+                    "url": f"https://connect.stripe.com/setup/e/{params['account']}/"
+                    f"{secrets.token_hex(6)}",
+                }
+            )
+
+        @app.post("/v1/transfers")
+        async def create_transfer(request: Request) -> JSONResponse:
+            params = decode_form((await request.body()).decode())
+            if params.get("destination") not in self.accounts:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    f"No such destination: '{params.get('destination')}'",
+                    code="resource_missing",
+                    param="destination",
+                )
+            transfer_id = self._new_id("tr")
+            transfer = {
+                "id": transfer_id,
+                "object": "transfer",
+                "amount": int(params["amount"]),
+                "currency": params["currency"],
+                "destination": params["destination"],
+                "source_transaction": params.get("source_transaction"),
+                "transfer_group": params.get("transfer_group"),
+                "metadata": params.get("metadata", {}),
+                "reversed": False,
+                "created": int(time.time()),
+                "livemode": False,
+            }
+            self.transfers[transfer_id] = transfer
+            return JSONResponse(transfer)
+
         return app
 
     @staticmethod
@@ -387,6 +502,27 @@ class FakeStripe:
         }
         return self._event("invoice.paid" if paid else "invoice.payment_failed", invoice, created)
 
+    def payment_intent_event(
+        self, intent_id: str, *, succeeded: bool = True, created: int | None = None
+    ) -> Json:
+        """The customer confirmed the PaymentIntent: `payment_intent.succeeded` (with its
+        charge), or `payment_intent.payment_failed` (card declined)."""
+        intent = self.payment_intents[intent_id]
+        if succeeded:
+            intent.update(
+                status="succeeded",
+                amount_received=intent["amount"],
+                latest_charge=self._new_id("ch"),
+            )
+            event_type = "payment_intent.succeeded"
+        else:
+            intent.update(
+                status="requires_payment_method",
+                last_payment_error={"type": "card_error", "code": "card_declined"},
+            )
+            event_type = "payment_intent.payment_failed"
+        return self._event(event_type, json.loads(json.dumps(intent)), created)
+
 
 @asynccontextmanager
 async def fake_stripe() -> AsyncIterator[FakeStripe]:
@@ -408,5 +544,7 @@ def billing_settings(fake: FakeStripe) -> dict[str, Any]:
         "billing_success_url": "app://billing/success",
         "billing_cancel_url": "app://billing/cancel",
         "billing_portal_return_url": "app://billing/portal-return",
+        "stripe_connect_return_url": "app://plugins/payouts/done",
+        "stripe_connect_refresh_url": "app://plugins/payouts/again",
         "stripe_api_base": fake.api_base,
     }
