@@ -67,10 +67,11 @@ async def submit(
     data: bytes | None = None,
 ) -> httpx.Response:
     text_manifest = body if isinstance(body, str) else json.dumps(body or manifest())
+    zipped = data if data is not None else package()
     return await client.post(
         PLUGINS,
         data={"manifest": text_manifest},
-        files={"package": ("plugin.zip", data if data is not None else package(), "application/zip")},
+        files={"package": ("plugin.zip", zipped, "application/zip")},
         headers=account.auth,
     )
 
