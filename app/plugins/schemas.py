@@ -189,8 +189,17 @@ class InstalledPlugin(BaseModel):
 class RatingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stars: Annotated[StrictInt, Field(ge=1, le=5)]
+    stars: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=COMMENT_MAX_CHARS)
+
+    @field_validator("stars", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        # JSON Schema's integer takes 3.0 (pydantic then checks it is whole), never "3" or true.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            msg = "stars is a whole number from 1 to 5"
+            raise ValueError(msg)
+        return value
 
 
 class RatingRead(BaseModel):
