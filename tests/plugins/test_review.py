@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from app.core.body_limit import ROUTE_BODY_LIMITS
 from tests.billing.conftest import register
 from tests.plugins.conftest import PLUGINS, Market, make_reviewer, manifest, review, rows, submit
 
@@ -87,3 +88,23 @@ async def test_a_review_body_of_the_wrong_shape_is_422(
         )
         assert response.status_code == 422, body
     assert await rows(app, "SELECT count(*) FROM plugin_reviews") == [(0,)]
+
+
+async def test_a_review_body_over_its_limit_is_413_before_it_is_read(
+    app: FastAPI, client: httpx.AsyncClient, market: Market
+) -> None:
+    plugin_id = (await submit(client, market.author, manifest())).json()["id"]
+    limit = ROUTE_BODY_LIMITS["/plugins/{id}/review"]
+
+    response = await client.post(
+        f"{PLUGINS}/{plugin_id}/review",
+        content=b"{}",
+        headers={
+            **market.reviewer.auth,
+            "Content-Type": "application/json",
+            "Content-Length": str(limit + 1),
+        },
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"Request body is limited to {limit} bytes on this route"}
