@@ -208,14 +208,12 @@ async def pay_out_pending(
     crash (or two instances at once) never transfers a share twice. A failed
     transfer is logged and tried again on the next pass.
     """
-    pending = (
-        await session.execute(
-            select(RevenueEvent, PayoutAccount.stripe_account_id)
-            .join(PayoutAccount, PayoutAccount.user_id == RevenueEvent.author_id)
-            .where(RevenueEvent.transfer_id.is_(None), RevenueEvent.author_cents > 0)
-            .order_by(RevenueEvent.created_at)
-            .limit(PAYOUTS_PER_PASS)
-        )
+    pending = await session.execute(
+        select(RevenueEvent, PayoutAccount.stripe_account_id)
+        .join(PayoutAccount, PayoutAccount.user_id == RevenueEvent.author_id)
+        .where(RevenueEvent.transfer_id.is_(None), RevenueEvent.author_cents > 0)
+        .order_by(RevenueEvent.created_at)
+        .limit(PAYOUTS_PER_PASS)
     )
     work = [
         (event.id, event.purchase_id, event.author_cents, event.currency, event.charge_id, account)
