@@ -49,7 +49,7 @@ async def sweep_orphans(
     blobs: BlobStore,
     min_age: timedelta,
     now: datetime,
-    key_columns: Sequence[InstrumentedAttribute[str]] = STORAGE_BLOB_KEYS,
+    key_columns: Sequence[InstrumentedAttribute[str]],
 ) -> int:
     """Remove the blobs older than `min_age` that none of `key_columns` names; how many."""
     cutoff = now - min_age

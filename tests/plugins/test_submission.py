@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ from fastapi import FastAPI
 
 from app.core.body_limit import PLUGIN_SUBMISSION_BODY_BYTES
 from app.core.settings import Settings
+from app.main import BLOB_KEY_COLUMNS
+from app.storage.scheduled import sweep_orphans
 from tests.billing.conftest import Account, register
 from tests.plugins.conftest import (
     PLUGINS,
@@ -243,3 +246,22 @@ async def test_a_new_version_is_reviewed_again_while_the_approved_one_stays_inst
     older = await submit(client, market.author, manifest(name="Digest", version="1.1.0-rc.1"))
     assert older.status_code == 409
     assert older.json()["detail"] == "The version must be higher than 1.1.0, the plugin's latest"
+
+
+async def test_the_orphan_sweep_keeps_submitted_packages(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    author = await register(client)
+    assert (await submit(client, author, manifest())).status_code == 201
+    kept = blob_files(settings)
+
+    removed = await sweep_orphans(
+        sessionmaker=app.state.sessionmaker,
+        blobs=app.state.blob_store,
+        min_age=timedelta(hours=1),
+        now=datetime.now(UTC) + timedelta(hours=2),
+        key_columns=BLOB_KEY_COLUMNS,
+    )
+
+    assert removed == 0
+    assert blob_files(settings) == kept

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.main import BLOB_KEY_COLUMNS
 from app.storage.blobs import BlobKind, BlobStore, new_blob_key
 from app.storage.scheduled import sweep_orphans
 from tests.billing.conftest import Account
@@ -27,7 +28,11 @@ async def store_record(client: httpx.AsyncClient, account: Account, data: bytes)
 
 async def sweep(app: FastAPI, *, at: datetime) -> int:
     return await sweep_orphans(
-        sessionmaker=app.state.sessionmaker, blobs=app.state.blob_store, min_age=HOUR, now=at
+        sessionmaker=app.state.sessionmaker,
+        blobs=app.state.blob_store,
+        min_age=HOUR,
+        now=at,
+        key_columns=BLOB_KEY_COLUMNS,
     )
 
 
