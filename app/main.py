@@ -14,6 +14,7 @@ from agents.llm import LLMNotConfiguredError
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
+from app.batch.oauth_router import router as oauth_router
 from app.batch.router import router as batch_router
 from app.batch.scheduled import BatchScheduler
 from app.chat.engine import ChatEngine, model_config
@@ -137,5 +138,6 @@ def create_app(
     api.include_router(chat_router)
     api.include_router(memory_router)
     api.include_router(batch_router)
+    api.include_router(oauth_router)
     app.include_router(api)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app.core.errors import ConflictError, NotFoundError
+from pydantic import ValidationError
+
+from app.core.errors import AppError, ConflictError, NotFoundError, ServiceUnavailableError
 
 
 class AgentNotFoundError(NotFoundError):
@@ -20,3 +22,39 @@ class DeviceNotConnectedError(ConflictError):
 
 class RunAlreadyGoingError(ConflictError):
     detail = "A run of this agent is already going; wait for it to finish"
+
+
+class ProviderNotConfiguredError(ServiceUnavailableError):
+    """The provider's OAuth client is not configured; the detail names the variables."""
+
+
+class OAuthCallbackError(AppError):
+    """The authorization could not be completed (bad, reused or expired state, refusal)."""
+
+    status_code = 400
+
+
+class UnknownConnectionError(AppError):
+    status_code = 400
+    detail = (
+        "encrypted_token does not name a connection of this account to this provider;"
+        " connect the account again"
+    )
+
+
+class ConnectionRefusedByProviderError(AppError):
+    status_code = 400
+    detail = "The provider no longer accepts this connection; connect the account again"
+
+
+class InvalidFilterError(AppError):
+    """A `filter_config` that does not fit the agent's provider (422, naming the fields)."""
+
+    status_code = 422
+
+    def __init__(self, error: ValidationError) -> None:
+        where = "; ".join(
+            f"filter_config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors()
+        )
+        super().__init__(where[:1000])

@@ -8,7 +8,7 @@ Schema of each create model, so what the desktop shows is what is checked.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 from app.batch.models import AgentType, RunStatus, RunTrigger
@@ -144,23 +145,102 @@ class LocalAgentUpdate(_Strict):
     enabled: StrictBool | None = None
 
 
-class CloudFilter(_Strict):
-    """Which messages a cloud agent reads."""
+Filter = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=20)]
+MAX_ENCRYPTED_TOKEN_CHARS = 1000
 
-    query: Annotated[str, Field(max_length=500)] = ""
-    folders: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=20)] = Field(
-        default_factory=list
+
+class DateRange(_Strict):
+    """Which days a first run reads (default: the last 7); later runs read what is new."""
+
+    start: date | None = None
+    end: date | None = Field(default=None, description="Messages before this day only.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.start and self.end and self.end <= self.start:
+            msg = "date_range.end must be after date_range.start"
+            raise ValueError(msg)
+        return self
+
+
+class GmailFilter(_Strict):
+    labels: Filter = Field(default_factory=list, description="Gmail label ids, e.g. INBOX.")
+    senders: Filter = Field(default_factory=list)
+    date_range: DateRange = Field(default_factory=DateRange)
+
+
+class OutlookFilter(_Strict):
+    folders: Filter = Field(
+        default_factory=list, description="Mail folder ids or well-known names."
     )
-    max_messages: Annotated[int, Field(ge=1, le=500)] = 50
+    senders: Filter = Field(default_factory=list)
+    date_range: DateRange = Field(default_factory=DateRange)
 
 
-class CloudAgentCreate(AgentSettings):
-    """A cloud-connector agent (Gmail, Outlook, Teams): the configuration the catalog shows.
+class TeamsFilter(_Strict):
+    chats: Filter = Field(default_factory=list, description="Chat ids; none: every chat.")
+    channels: Filter = Field(default_factory=list, description="Channels as team-id/channel-id.")
+    date_range: DateRange = Field(default_factory=DateRange)
 
-    Its routes come with the cloud-connector issue.
-    """
 
-    filter_config: CloudFilter = Field(default_factory=CloudFilter)
+CLOUD_FILTERS: dict[AgentType, type[GmailFilter | OutlookFilter | TeamsFilter]] = {
+    AgentType.GMAIL: GmailFilter,
+    AgentType.OUTLOOK: OutlookFilter,
+    AgentType.TEAMS: TeamsFilter,
+}
+EncryptedToken = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ENCRYPTED_TOKEN_CHARS,
+        description="The reference the OAuth callback answered (never the provider's token).",
+    ),
+]
+
+
+class _CloudAgentCreate(AgentSettings):
+    encrypted_token: EncryptedToken
+
+
+class GmailAgentCreate(_CloudAgentCreate):
+    """A Gmail agent: new mail in the connected account."""
+
+    provider: Literal[AgentType.GMAIL]
+    filter_config: GmailFilter = Field(default_factory=GmailFilter)
+
+
+class OutlookAgentCreate(_CloudAgentCreate):
+    """An Outlook agent: new mail in the connected Microsoft mailbox."""
+
+    provider: Literal[AgentType.OUTLOOK]
+    filter_config: OutlookFilter = Field(default_factory=OutlookFilter)
+
+
+class TeamsAgentCreate(_CloudAgentCreate):
+    """A Teams agent: new chat and channel messages of the connected Microsoft account."""
+
+    provider: Literal[AgentType.TEAMS]
+    filter_config: TeamsFilter = Field(default_factory=TeamsFilter)
+
+
+CloudAgentCreate = Annotated[
+    GmailAgentCreate | OutlookAgentCreate | TeamsAgentCreate, Field(discriminator="provider")
+]
+
+
+class CloudAgentUpdate(_Strict):
+    """A change to a cloud agent: only the fields given change (the provider stays)."""
+
+    name: Name | None = None
+    encrypted_token: EncryptedToken | None = None
+    filter_config: dict[str, object] | None = Field(
+        default=None, description="The provider's filter, as on creation; checked against it."
+    )
+    data_types: DataTypes | None = None
+    prompt_template: PromptTemplate | None = None
+    schedule_cron: Cron | None = None
+    timezone: Timezone = None
+    enabled: StrictBool | None = None
 
 
 class LocalAgentRead(BaseModel):
@@ -170,6 +250,22 @@ class LocalAgentRead(BaseModel):
     device_id: str
     directory_paths: list[str]
     file_extensions: list[str]
+    data_types: list[DataType]
+    prompt_template: str
+    schedule_cron: str
+    timezone: str
+    enabled: bool
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CloudAgentRead(BaseModel):
+    id: uuid.UUID
+    provider: Literal[AgentType.GMAIL, AgentType.OUTLOOK, AgentType.TEAMS]
+    name: str
+    filter_config: dict[str, object]
     data_types: list[DataType]
     prompt_template: str
     schedule_cron: str
@@ -195,6 +291,9 @@ class RunRead(BaseModel):
     status: RunStatus
     items_processed: int
     items_created: int
+    items_waiting: int = Field(
+        description="Cloud runs: the user's suggestions still waiting for a desktop at the end."
+    )
     errors: list[str]
     started_at: datetime
     completed_at: datetime | None

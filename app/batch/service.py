@@ -18,28 +18,55 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, func, select, text, tuple_, update
+from pydantic import ValidationError
+from sqlalchemy import (
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import String
 
-from app.batch.exceptions import AgentNotFoundError, RunAlreadyGoingError
+from app.batch import oauth
+from app.batch.exceptions import (
+    AgentNotFoundError,
+    InvalidFilterError,
+    RunAlreadyGoingError,
+    UnknownConnectionError,
+)
 from app.batch.models import (
     AgentType,
     BatchAgent,
     BatchRun,
+    CloudProvider,
     ProcessedChunk,
     RunStatus,
     RunTrigger,
 )
 from app.batch.schedule import next_run_after
 from app.batch.schemas import (
+    CLOUD_FILTERS,
+    AgentSettings,
+    CloudAgentRead,
+    CloudAgentUpdate,
+    GmailAgentCreate,
     LocalAgentCreate,
     LocalAgentRead,
     LocalAgentUpdate,
+    OutlookAgentCreate,
     RunPage,
     RunRead,
+    TeamsAgentCreate,
 )
 from app.core.keys import MasterKeyring
 from app.memory import core as memory_core
@@ -71,12 +98,13 @@ class LocalAgentConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRun:
-    """A run row in `running`, not yet begun: which agent, on which user's desktop."""
+    """A run row in `running`, not yet begun: which agent, on which user's desktop (None: a
+    cloud agent, which needs no desktop)."""
 
     run_id: uuid.UUID
     agent_id: uuid.UUID
     user_id: uuid.UUID
-    device_id: str
+    device_id: str | None
     trigger: RunTrigger
 
 
@@ -135,25 +163,27 @@ def _disable(agent: BatchAgent) -> None:
     agent.next_run_at = None  # switched on again, it starts from the next slot
 
 
-async def create_local_agent(
+async def _add_agent(
     *,
     session: AsyncSession,
     cipher: UserCipher,
     user_id: uuid.UUID,
-    body: LocalAgentCreate,
+    agent_type: AgentType,
+    device_id: str | None,
+    body: AgentSettings,
+    private: dict[str, Any],
     default_timezone: str,
     now: datetime,
-) -> LocalAgentRead:
-    """Store a new local agent; without a time zone it takes the user's (else the default)."""
+) -> BatchAgent:
+    """Store a new agent of any type; without a time zone it takes the user's (else the default)."""
     timezone = body.timezone or await memory_core.user_timezone(
         session=session, cipher=cipher, user_id=user_id, default=default_timezone
     )
-    private = body.model_dump(mode="json", include=set(_PRIVATE_FIELDS))
     agent = BatchAgent(
         id=uuid.uuid4(),
         user_id=user_id,
-        agent_type=AgentType.LOCAL_DIRECTORY.value,
-        device_id=body.device_id,
+        agent_type=agent_type.value,
+        device_id=device_id,
         settings_encrypted=_seal(cipher, private),
         schedule_cron=body.schedule_cron,
         timezone=timezone,
@@ -165,6 +195,31 @@ async def create_local_agent(
         await _enable(session=session, agent=agent, now=now)
     session.add(agent)
     await session.commit()
+    return agent
+
+
+async def create_local_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    body: LocalAgentCreate,
+    default_timezone: str,
+    now: datetime,
+) -> LocalAgentRead:
+    """Store a new local agent."""
+    private = body.model_dump(mode="json", include=set(_PRIVATE_FIELDS))
+    agent = await _add_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        agent_type=AgentType.LOCAL_DIRECTORY,
+        device_id=body.device_id,
+        body=body,
+        private=private,
+        default_timezone=default_timezone,
+        now=now,
+    )
     return _local_read(agent, private)
 
 
@@ -183,21 +238,18 @@ async def list_local_agents(
     return [_local_read(agent, _unseal(cipher, agent)) for agent in agents]
 
 
-async def update_local_agent(
+async def _change_agent(
     *,
     session: AsyncSession,
     cipher: UserCipher,
-    user_id: uuid.UUID,
-    agent_id: uuid.UUID,
-    body: LocalAgentUpdate,
+    agent: BatchAgent,
+    changes: dict[str, Any],
+    private_fields: Sequence[str],
     now: datetime,
-) -> LocalAgentRead:
-    """Change the fields given; a new schedule (or switching on) starts from the next slot."""
-    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
-    if agent.agent_type != AgentType.LOCAL_DIRECTORY.value:
-        raise AgentNotFoundError
-    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-    private = _unseal(cipher, agent) | {k: v for k, v in changes.items() if k in _PRIVATE_FIELDS}
+) -> dict[str, Any]:
+    """Apply `changes` to any agent type; a new schedule (or switching on) starts from the next
+    slot. The agent's private fields after the change."""
+    private = _unseal(cipher, agent) | {k: v for k, v in changes.items() if k in private_fields}
     rescheduled = any(
         changes.get(field, getattr(agent, field)) != getattr(agent, field)
         for field in ("schedule_cron", "timezone")
@@ -213,6 +265,31 @@ async def update_local_agent(
     elif not enabled:
         _disable(agent)
     await session.commit()
+    return private
+
+
+async def update_local_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    body: LocalAgentUpdate,
+    now: datetime,
+) -> LocalAgentRead:
+    """Change the fields given."""
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
+    if agent.agent_type != AgentType.LOCAL_DIRECTORY.value:
+        raise AgentNotFoundError
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    private = await _change_agent(
+        session=session,
+        cipher=cipher,
+        agent=agent,
+        changes=changes,
+        private_fields=_PRIVATE_FIELDS,
+        now=now,
+    )
     return _local_read(agent, private)
 
 
@@ -246,6 +323,166 @@ async def local_agent_config(
         data_types=frozenset(DataType(kind) for kind in private["data_types"]),
         prompt_template=private["prompt_template"],
         timezone=agent.timezone,
+    )
+
+
+# -- cloud agents ----------------------------------------------------------------
+
+# What the user wrote or chose for a cloud agent, stored encrypted, with the connection it reads.
+_CLOUD_PRIVATE_FIELDS = ("name", "data_types", "prompt_template", "filter_config", "connection_id")
+_CLOUD_TYPES = tuple(t.value for t in (AgentType.GMAIL, AgentType.OUTLOOK, AgentType.TEAMS))
+
+
+@dataclass(frozen=True, slots=True)
+class CloudAgentConfig:
+    """What a run of a cloud agent needs, decrypted."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    provider: CloudProvider
+    connection_id: uuid.UUID
+    name: str
+    filter_config: dict[str, Any]
+    data_types: frozenset[DataType]
+    prompt_template: str
+    timezone: str
+    last_success_at: datetime | None
+
+
+def _cloud_read(agent: BatchAgent, private: dict[str, Any]) -> CloudAgentRead:
+    return CloudAgentRead(
+        id=agent.id,
+        provider=AgentType(agent.agent_type),
+        schedule_cron=agent.schedule_cron,
+        timezone=agent.timezone,
+        enabled=agent.enabled,
+        last_run_at=agent.last_run_at,
+        next_run_at=agent.next_run_at,
+        created_at=agent.created_at,
+        updated_at=agent.updated_at,
+        **{k: v for k, v in private.items() if k != "connection_id"},
+    )
+
+
+async def _connection(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, provider: str, reference: str
+) -> str:
+    """The id of the user's connection an `encrypted_token` names (`UnknownConnectionError`)."""
+    found = oauth.connection_id(cipher, CloudProvider(provider), reference)
+    if not await oauth.connection_exists(session=session, user_id=user_id, connection_id=found):
+        raise UnknownConnectionError
+    return str(found)
+
+
+async def create_cloud_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    body: GmailAgentCreate | OutlookAgentCreate | TeamsAgentCreate,
+    default_timezone: str,
+    now: datetime,
+) -> CloudAgentRead:
+    """Store a new cloud agent reading the connection `encrypted_token` names."""
+    private = body.model_dump(mode="json", include=set(_CLOUD_PRIVATE_FIELDS))
+    private["connection_id"] = await _connection(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        provider=body.provider.value,
+        reference=body.encrypted_token,
+    )
+    agent = await _add_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        agent_type=body.provider,
+        device_id=None,
+        body=body,
+        private=private,
+        default_timezone=default_timezone,
+        now=now,
+    )
+    return _cloud_read(agent, private)
+
+
+async def list_cloud_agents(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID
+) -> list[CloudAgentRead]:
+    """The user's cloud agents, oldest first."""
+    agents = await session.scalars(
+        select(BatchAgent)
+        .where(BatchAgent.user_id == user_id, BatchAgent.agent_type.in_(_CLOUD_TYPES))
+        .order_by(BatchAgent.created_at, BatchAgent.id)
+    )
+    return [_cloud_read(agent, _unseal(cipher, agent)) for agent in agents]
+
+
+async def update_cloud_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    body: CloudAgentUpdate,
+    now: datetime,
+) -> CloudAgentRead:
+    """Change the fields given; a new filter is checked against the agent's provider (422)."""
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
+    if agent.agent_type not in _CLOUD_TYPES:
+        raise AgentNotFoundError
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    if "filter_config" in changes:
+        try:
+            checked = CLOUD_FILTERS[AgentType(agent.agent_type)].model_validate(
+                changes["filter_config"]
+            )
+        except ValidationError as exc:
+            raise InvalidFilterError(exc) from None
+        changes["filter_config"] = checked.model_dump(mode="json")
+    if "encrypted_token" in changes:
+        changes["connection_id"] = await _connection(
+            session=session,
+            cipher=cipher,
+            user_id=user_id,
+            provider=agent.agent_type,
+            reference=changes.pop("encrypted_token"),
+        )
+    private = await _change_agent(
+        session=session,
+        cipher=cipher,
+        agent=agent,
+        changes=changes,
+        private_fields=_CLOUD_PRIVATE_FIELDS,
+        now=now,
+    )
+    return _cloud_read(agent, private)
+
+
+async def cloud_agent_config(
+    *, session: AsyncSession, cipher: UserCipher, agent_id: uuid.UUID
+) -> CloudAgentConfig | None:
+    """What a run of the cloud agent needs; None when the agent is gone."""
+    agent = await session.get(BatchAgent, agent_id)
+    if agent is None or agent.agent_type not in _CLOUD_TYPES:
+        return None
+    private = _unseal(cipher, agent)
+    last_success = await session.scalar(
+        select(func.max(BatchRun.started_at)).where(
+            BatchRun.agent_id == agent_id, BatchRun.status == RunStatus.SUCCESS.value
+        )
+    )
+    return CloudAgentConfig(
+        id=agent.id,
+        user_id=agent.user_id,
+        provider=CloudProvider(agent.agent_type),
+        connection_id=uuid.UUID(private["connection_id"]),
+        name=private["name"],
+        filter_config=private["filter_config"],
+        data_types=frozenset(DataType(kind) for kind in private["data_types"]),
+        prompt_template=private["prompt_template"],
+        timezone=agent.timezone,
+        last_success_at=last_success,
     )
 
 
@@ -289,6 +526,7 @@ async def list_runs(
             status=RunStatus(run.status),
             items_processed=run.items_processed,
             items_created=run.items_created,
+            items_waiting=run.items_waiting,
             errors=_errors(cipher, run),
             started_at=run.started_at,
             completed_at=run.completed_at,
@@ -334,15 +572,17 @@ async def claim_due_runs(
     now: datetime,
     trigger: RunTrigger,
     limit: int,
+    cloud: bool = False,
 ) -> list[ClaimedRun]:
-    """Claim the enabled agents due by `now` on the given (user, device) pairs, oldest first.
+    """Claim the enabled agents due by `now` on the given (user, device) pairs (and, with
+    `cloud`, every due cloud agent: they need no desktop), oldest first.
 
     Each claimed agent's `next_run_at` moves to its first slot after `now`, so
     slots missed while the device was away make one run, not one each. Rows
     another transaction holds are skipped, so concurrent claims never overlap;
     an agent whose run is still going keeps its slot taken but gets no second run.
     """
-    if not devices:
+    if not devices and not cloud:
         return []
     connected = (
         func.unnest(
@@ -364,8 +604,11 @@ async def claim_due_runs(
             .where(
                 BatchAgent.enabled,
                 BatchAgent.next_run_at <= now,
-                tuple_(BatchAgent.user_id, BatchAgent.device_id).in_(
-                    select(connected.c.user_id, connected.c.device_id)
+                or_(
+                    tuple_(BatchAgent.user_id, BatchAgent.device_id).in_(
+                        select(connected.c.user_id, connected.c.device_id)
+                    ),
+                    and_(literal(cloud), BatchAgent.device_id.is_(None)),
                 ),
             )
             .order_by(BatchAgent.next_run_at)
@@ -408,8 +651,6 @@ async def start_manual_run(
 ) -> ClaimedRun:
     """A `running` row for a manual run; `RunAlreadyGoingError` when one is going."""
     agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
-    if agent.device_id is None:
-        raise AgentNotFoundError
     started = (
         await session.execute(_new_runs([(agent.id, user_id)], RunTrigger.MANUAL, now))
     ).first()
@@ -425,11 +666,12 @@ async def start_manual_run(
     )
 
 
-async def agent_device(*, session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID) -> str:
-    """The desktop a local agent of the user runs on (`AgentNotFoundError` otherwise)."""
+async def agent_device(
+    *, session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID
+) -> str | None:
+    """The desktop an agent of the user runs on; None for a cloud agent (`AgentNotFoundError`
+    when the agent is not the user's)."""
     agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
-    if agent.device_id is None:
-        raise AgentNotFoundError
     return agent.device_id
 
 
@@ -470,6 +712,7 @@ async def finish_run(
     items_created: int,
     errors: Sequence[str],
     now: datetime,
+    items_waiting: int = 0,
 ) -> None:
     """Record how a run ended, and when its agent ran last and runs next.
 
@@ -484,6 +727,7 @@ async def finish_run(
                 status=status.value,
                 items_processed=items_processed,
                 items_created=items_created,
+                items_waiting=items_waiting,
                 errors_encrypted=cipher.encrypt(json.dumps(list(errors))) if errors else None,
                 completed_at=now,
             )
