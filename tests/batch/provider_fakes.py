@@ -1,0 +1,236 @@
+"""Loopback fakes of Google's and Microsoft's OAuth and mail APIs, shaped like the real ones.
+
+OAuth: the authorization endpoint redirects to the redirect URI with `code`
+and `state` (or `error=access_denied`); the token endpoint checks the client,
+the redirect URI and the PKCE (S256) verifier, and answers the code and the
+refresh grants (Google leaves the refresh token out of a refresh, like Google).
+Gmail: `users.messages.list` paged by `nextPageToken`, `users.messages.get`
+with base64url multipart bodies. Graph: `/v1.0/me/messages`, Teams chats and
+their messages, paged by `@odata.nextLink`. An unknown or expired access token
+is 401; `throttle` answers the next requests 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+
+CLIENT_ID = "fake-client"
+CLIENT_SECRET = "fake-secret"  # noqa: S105 - the fake's own test secret
+PAGE = 2
+
+
+def _b64url(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@dataclass
+class FakeMessage:
+    id: str
+    subject: str
+    sender: str
+    when: datetime
+    text: str
+    html: str | None = None
+
+
+@dataclass
+class ProviderFakes:
+    base_url: str = ""
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    access_tokens: set[str] = field(default_factory=set)
+    refresh_tokens: set[str] = field(default_factory=set)
+    gmail: list[FakeMessage] = field(default_factory=list)
+    outlook: list[FakeMessage] = field(default_factory=list)
+    teams: dict[str, list[FakeMessage]] = field(default_factory=dict)
+    deny_consent: bool = False
+    throttle: int = 0  # the next n API requests answer 429
+    requests: list[str] = field(default_factory=list)
+    refreshes: int = 0
+    api_tokens: list[str] = field(default_factory=list)
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far stops working (the API answers 401)."""
+        self.access_tokens.clear()
+
+    def _issue(self, *, with_refresh: bool) -> dict[str, Any]:
+        access = secrets.token_urlsafe(16)
+        self.access_tokens.add(access)
+        token: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": 3600}
+        if with_refresh:
+            refresh = secrets.token_urlsafe(16)
+            self.refresh_tokens.add(refresh)
+            token["refresh_token"] = refresh
+        return token
+
+    def _api_refusal(self, request: Request) -> JSONResponse | None:
+        self.requests.append(str(request.url))
+        auth = request.headers.get("authorization", "")
+        self.api_tokens.append(auth)
+        if self.throttle:
+            self.throttle -= 1
+            return JSONResponse({"error": "rateLimitExceeded"}, 429, {"Retry-After": "1"})
+        if auth.removeprefix("Bearer ") not in self.access_tokens:
+            return JSONResponse({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
+        return None
+
+    def build(self) -> FastAPI:
+        app = FastAPI()
+
+        def authorize(request: Request) -> RedirectResponse:
+            q = request.query_params
+            assert q["client_id"] == CLIENT_ID
+            assert q["response_type"] == "code"
+            assert q["code_challenge_method"] == "S256"
+            if self.deny_consent:
+                query = {"error": "access_denied", "state": q["state"]}
+            else:
+                code = secrets.token_urlsafe(8)
+                self.codes[code] = {
+                    "challenge": q["code_challenge"],
+                    "redirect_uri": q["redirect_uri"],
+                    "scope": q["scope"],
+                }
+                query = {"code": code, "state": q["state"]}
+            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(query)}", 302)
+
+        async def token(request: Request, google: bool) -> JSONResponse:
+            form = await request.form()
+            client_id, client_secret = form.get("client_id"), form.get("client_secret")
+            basic = request.headers.get("authorization", "")
+            if basic.startswith("Basic "):
+                client_id, _, client_secret = (
+                    base64.b64decode(basic[6:]).decode().partition(":")
+                )
+            if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
+                return JSONResponse({"error": "invalid_client"}, 401)
+            if form.get("grant_type") == "authorization_code":
+                grant = self.codes.pop(str(form.get("code")), None)
+                verifier = str(form.get("code_verifier", ""))
+                challenge = _b64url_bytes(hashlib.sha256(verifier.encode()).digest())
+                if grant is None or grant["challenge"] != challenge:
+                    return JSONResponse({"error": "invalid_grant"}, 400)
+                if grant["redirect_uri"] != form.get("redirect_uri"):
+                    return JSONResponse({"error": "redirect_uri_mismatch"}, 400)
+                return JSONResponse(self._issue(with_refresh=True))
+            if form.get("grant_type") == "refresh_token":
+                if form.get("refresh_token") not in self.refresh_tokens:
+                    return JSONResponse({"error": "invalid_grant"}, 400)
+                self.refreshes += 1
+                return JSONResponse(self._issue(with_refresh=not google))
+            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+
+        app.add_api_route("/google/auth", authorize)
+        app.add_api_route("/ms/authorize", authorize)
+
+        async def google_token(request: Request) -> JSONResponse:
+            return await token(request, google=True)
+
+        async def ms_token(request: Request) -> JSONResponse:
+            return await token(request, google=False)
+
+        app.add_api_route("/google/token", google_token, methods=["POST"])
+        app.add_api_route("/ms/token", ms_token, methods=["POST"])
+
+        @app.get("/gmail/v1/users/me/messages")
+        async def gmail_list(request: Request, pageToken: str = "0") -> Any:  # noqa: N803
+            if refusal := self._api_refusal(request):
+                return refusal
+            after = int(request.query_params["q"].split("after:")[1].split()[0])
+            found = [m for m in self.gmail if m.when.timestamp() >= after]
+            start = int(pageToken)
+            body: dict[str, Any] = {
+                "messages": [{"id": m.id, "threadId": m.id} for m in found[start : start + PAGE]],
+                "resultSizeEstimate": len(found),
+            }
+            if start + PAGE < len(found):
+                body["nextPageToken"] = str(start + PAGE)
+            return body
+
+        @app.get("/gmail/v1/users/me/messages/{message_id}")
+        async def gmail_get(request: Request, message_id: str) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            [m] = [m for m in self.gmail if m.id == message_id]
+            parts = [{"mimeType": "text/plain", "body": {"data": _b64url(m.text)}}] if m.text else []
+            if m.html:
+                parts.append({"mimeType": "text/html", "body": {"data": _b64url(m.html)}})
+            return {
+                "id": m.id,
+                "internalDate": str(int(m.when.timestamp() * 1000)),
+                "payload": {
+                    "mimeType": "multipart/alternative",
+                    "headers": [
+                        {"name": "Subject", "value": m.subject},
+                        {"name": "From", "value": m.sender},
+                        {"name": "Date", "value": m.when.strftime("%a, %d %b %Y %H:%M:%S +0000")},
+                    ],
+                    "body": {"size": 0},
+                    "parts": parts,
+                },
+            }
+
+        def graph_page(request: Request, items: list[dict[str, Any]], path: str) -> Any:
+            skip = int(request.query_params.get("$skiptoken", "0"))
+            body: dict[str, Any] = {"value": items[skip : skip + PAGE]}
+            if skip + PAGE < len(items):
+                body["@odata.nextLink"] = f"{self.base_url}{path}?$skiptoken={skip + PAGE}"
+            return body
+
+        def graph_item(m: FakeMessage, *, teams: bool) -> dict[str, Any]:
+            stamp = m.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = {"contentType": "html", "content": m.html} if m.html else {
+                "contentType": "text",
+                "content": m.text,
+            }
+            if teams:
+                return {
+                    "id": m.id,
+                    "messageType": "message",
+                    "createdDateTime": stamp,
+                    "subject": None,
+                    "from": {"user": {"displayName": m.sender}},
+                    "body": body,
+                }
+            return {
+                "id": m.id,
+                "subject": m.subject,
+                "receivedDateTime": stamp,
+                "from": {"emailAddress": {"address": m.sender}},
+                "body": body,
+            }
+
+        @app.get("/v1.0/me/messages")
+        async def outlook_list(request: Request) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            items = [graph_item(m, teams=False) for m in self.outlook]
+            return graph_page(request, items, "/v1.0/me/messages")
+
+        @app.get("/v1.0/me/chats")
+        async def chats(request: Request) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            return {"value": [{"id": chat} for chat in self.teams]}
+
+        @app.get("/v1.0/me/chats/{chat_id}/messages")
+        async def chat_messages(request: Request, chat_id: str) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            items = [graph_item(m, teams=True) for m in self.teams.get(chat_id, [])]
+            return graph_page(request, items, f"/v1.0/me/chats/{chat_id}/messages")
+
+
+        return app
+
+
+def _b64url_bytes(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
