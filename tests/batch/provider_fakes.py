@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 CLIENT_ID = "fake-client"
-CLIENT_SECRET = "fake-secret"  # noqa: S105 - the fake's own test secret
+CLIENT_SECRET = "fake-secret"
 PAGE = 2
 
 
@@ -107,9 +107,7 @@ class ProviderFakes:
             client_id, client_secret = form.get("client_id"), form.get("client_secret")
             basic = request.headers.get("authorization", "")
             if basic.startswith("Basic "):
-                client_id, _, client_secret = (
-                    base64.b64decode(basic[6:]).decode().partition(":")
-                )
+                client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
             if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
                 return JSONResponse({"error": "invalid_client"}, 401)
             if form.get("grant_type") == "authorization_code":
@@ -160,7 +158,9 @@ class ProviderFakes:
             if refusal := self._api_refusal(request):
                 return refusal
             [m] = [m for m in self.gmail if m.id == message_id]
-            parts = [{"mimeType": "text/plain", "body": {"data": _b64url(m.text)}}] if m.text else []
+            parts = (
+                [{"mimeType": "text/plain", "body": {"data": _b64url(m.text)}}] if m.text else []
+            )
             if m.html:
                 parts.append({"mimeType": "text/html", "body": {"data": _b64url(m.html)}})
             return {
@@ -187,10 +187,14 @@ class ProviderFakes:
 
         def graph_item(m: FakeMessage, *, teams: bool) -> dict[str, Any]:
             stamp = m.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body = {"contentType": "html", "content": m.html} if m.html else {
-                "contentType": "text",
-                "content": m.text,
-            }
+            body = (
+                {"contentType": "html", "content": m.html}
+                if m.html
+                else {
+                    "contentType": "text",
+                    "content": m.text,
+                }
+            )
             if teams:
                 return {
                     "id": m.id,
@@ -227,7 +231,6 @@ class ProviderFakes:
                 return refusal
             items = [graph_item(m, teams=True) for m in self.teams.get(chat_id, [])]
             return graph_page(request, items, f"/v1.0/me/chats/{chat_id}/messages")
-
 
         return app
 

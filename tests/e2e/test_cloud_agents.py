@@ -7,6 +7,7 @@ The browser's part of OAuth is played by following the fake's redirect.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
+from devclient.client import Frame, tool_result_payload
 from tests.batch.provider_fakes import CLIENT_ID, CLIENT_SECRET, FakeMessage, ProviderFakes
-from tests.e2e.conftest import Account, running
+from tests.e2e.conftest import Account, Live, running
 from tests.e2e.live_server import serve
 from tests.e2e.test_batch_agents import BATCH_DEFAULTS, Batch
 from tests.llm.extraction import ExtractionScript
@@ -258,9 +260,7 @@ async def test_an_expired_state_and_a_denied_consent_store_nothing(cloud: Cloud)
     assert denied.status_code == 400
     assert denied.json()["detail"] == "Access to Gmail was not granted"
     assert await cloud.sql("SELECT count(*) FROM oauth_connections") == [(0,)]
-    unknown = await cloud.http(
-        "GET", f"/api/v1/oauth/gmail/callback?code=x&state={uuid.uuid4()}", None
-    )
+    unknown = await cloud.get(f"/api/v1/oauth/gmail/callback?code=x&state={uuid.uuid4()}")
     assert unknown.status_code == 400
 
 
@@ -305,3 +305,69 @@ async def test_filter_config_is_checked_against_the_provider(cloud: Cloud) -> No
     ).status_code == 404
     listed = await cloud.http("GET", "/api/v1/agents/cloud", account.token)
     assert [a["id"] for a in listed.json()] == [agent["id"]]
+
+
+async def test_a_desktop_dropping_mid_delivery_keeps_the_rest_for_the_next_hello(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(n, f"Mail {n}", f"Body {n}") for n in range(1, 4)]
+    for n in range(1, 4):
+        cloud.script.items[f"Mail {n}"] = {"tasks": [{"title": f"Task {n}"}]}
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    run = await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+    assert run["items_waiting"] == 3
+
+    dropped = asyncio.Event()
+
+    async def answer_once_then_drop(call: Frame) -> Frame | None:
+        if call["data"]["title"] == "Task 1":
+            return tool_result_payload(first.store, call)
+        dropped.set()  # the second item is never answered: the desktop goes away
+        return None
+
+    first = await cloud.desktop(account, on_tool_call=answer_once_then_drop)
+    await asyncio.wait_for(dropped.wait(), 10)
+    await first.close()
+    await cloud.until(lambda: not cloud.registry.is_online(account.user_id))
+    assert [row["title"] for row in first.store.rows("tasks")] == ["Task 1"]
+    assert await cloud.sql("SELECT count(*) FROM batch_queued_suggestions") == [(2,)]
+
+    second = await cloud.desktop(account, "laptop")
+    await cloud.until(lambda: len(second.store.rows("tasks")) == 2, timeout_s=10)
+    assert [row["title"] for row in second.store.rows("tasks")] == ["Task 2", "Task 3"]
+    async with asyncio.timeout(5):  # the last row goes once its answer has been handled
+        while await cloud.sql("SELECT count(*) FROM batch_queued_suggestions") != [(0,)]:
+            await asyncio.sleep(0.05)
+    assert len(second.store.rows("tasks")) == 2
+
+
+async def test_queued_items_expire(cloud: Cloud) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(1, "Mail 1", "Body")]
+    cloud.script.items["Mail 1"] = {"tasks": [{"title": "Task 1"}]}
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+    [(expires_at,)] = await cloud.sql("SELECT expires_at FROM batch_queued_suggestions")
+    assert timedelta(days=13, hours=23) < expires_at - datetime.now(UTC) <= timedelta(days=14)
+
+    await cloud.sql("UPDATE batch_queued_suggestions SET expires_at = now()")
+    await cloud.scheduler.run_pass()
+    client = await cloud.desktop(account)
+    await asyncio.sleep(0.5)
+    assert client.store.rows("tasks") == []
+    assert await cloud.sql("SELECT count(*) FROM batch_queued_suggestions") == [(0,)]
+
+
+async def test_an_unconfigured_provider_answers_503_naming_the_variables(
+    live: Live,
+) -> None:
+    account = await live.account()
+    response = await live.get("/api/v1/oauth/teams/authorize", account.token)
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        "Microsoft Teams is not configured on this server; the operator must set"
+        " OAUTH_REDIRECT_BASE, MICROSOFT_CLIENT_ID, MICROSOFT_CLIENT_SECRET"
+    )
