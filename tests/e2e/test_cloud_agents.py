@@ -338,7 +338,7 @@ async def test_a_desktop_dropping_mid_delivery_keeps_the_rest_for_the_next_hello
     await cloud.until(lambda: len(second.store.rows("tasks")) == 2, timeout_s=10)
     assert [row["title"] for row in second.store.rows("tasks")] == ["Task 2", "Task 3"]
     async with asyncio.timeout(5):  # the last row goes once its answer has been handled
-        while await cloud.sql("SELECT count(*) FROM batch_queued_suggestions") != [(0,)]:
+        while await cloud.sql("SELECT count(*) FROM batch_queued_suggestions") != [(0,)]:  # noqa: ASYNC110 - polling the database
             await asyncio.sleep(0.05)
     assert len(second.store.rows("tasks")) == 2
 
