@@ -10,10 +10,12 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from agents.extraction import extraction_model
+from agents.journey import JourneyGuide
 from agents.llm import LLMNotConfiguredError
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
+from app.batch.journey_router import router as journey_router
 from app.batch.oauth_router import router as oauth_router
 from app.batch.router import router as batch_router
 from app.batch.scheduled import BatchScheduler
@@ -97,6 +99,7 @@ def create_app(
             not_configured=not_configured,
         )
         app.state.hello_handler = app.state.batch_scheduler.catch_up
+        app.state.journey_guide = None if extraction is None else JourneyGuide(extraction)
         jobs = [
             asyncio.create_task(
                 run_pattern_pass_forever(
@@ -137,6 +140,7 @@ def create_app(
     api.include_router(device_router)
     api.include_router(chat_router)
     api.include_router(memory_router)
+    api.include_router(journey_router)
     api.include_router(batch_router)
     api.include_router(oauth_router)
     app.include_router(api)

@@ -58,3 +58,34 @@ class InvalidFilterError(AppError):
             for e in error.errors()
         )
         super().__init__(where[:1000])
+
+
+class JourneyNotFoundError(NotFoundError):
+    """No journey session with this id belongs to the user."""
+
+    detail = "No such setup session"
+
+
+class JourneyExpiredError(AppError):
+    status_code = 410
+    detail = "This setup session expired (sessions last an hour); start a new one"
+
+
+class JourneyFinishedError(ConflictError):
+    detail = "This setup session is finished; start a new one to change the template"
+
+
+class JourneyBusyError(ConflictError):
+    detail = "Another answer to this setup session was taken meanwhile; reload and try again"
+
+
+class JourneyAgentTypeError(AppError):
+    status_code = 422
+    detail = "agent_id names an agent of another type than agent_type"
+
+
+class JourneyAnswerUnusableError(AppError):
+    """The model answered, but not with a question or a template (the session is unchanged)."""
+
+    status_code = 502
+    detail = "The language model's answer could not be used; please try again."

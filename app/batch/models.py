@@ -214,3 +214,27 @@ class QueuedSuggestion(Base):
     expires_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, index=True
     )
+
+
+class JourneyKind(StrEnum):
+    LOCAL = "local"
+    CLOUD = "cloud"
+
+
+class JourneySession(TimestampMixin, Base):
+    """A setup journey in progress (or finished): the conversation and its template live in
+    `state_encrypted`, encrypted with the user's data key; `answers` counts the user's
+    answers so two concurrent answers cannot both be taken."""
+
+    __tablename__ = "batch_journey_sessions"
+    __table_args__ = (CheckConstraint(_one_of("kind", JourneyKind), name="kind"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    answers: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.batch.models import AgentType, RunStatus, RunTrigger
+from app.batch.models import AgentType, JourneyKind, RunStatus, RunTrigger
 from app.batch.schedule import (
     MAX_CRON_CHARS,
     MAX_TIMEZONE_CHARS,
@@ -309,3 +309,34 @@ class RunPage(BaseModel):
 class RunStarted(BaseModel):
     ok: Literal[True] = True
     run_id: uuid.UUID
+
+
+# -- the setup journey -------------------------------------------------------------------
+
+MAX_JOURNEY_MESSAGE_CHARS = 2000
+
+
+class JourneyStart(_Strict):
+    agent_type: JourneyKind
+    agent_id: uuid.UUID | None = Field(
+        default=None, description="One of the user's agents, to refine its prompt template."
+    )
+
+
+class JourneyMessage(_Strict):
+    session_id: uuid.UUID
+    message: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=MAX_JOURNEY_MESSAGE_CHARS
+        ),
+    ]
+
+
+class JourneyReply(BaseModel):
+    session_id: uuid.UUID
+    message: str
+    done: bool
+    prompt_template: str | None = Field(
+        default=None, description="When done: the instruction for the extraction model."
+    )

@@ -111,13 +111,19 @@ class ClaimedRun:
 # -- configurations ------------------------------------------------------------
 
 
-def _seal(cipher: UserCipher, private: dict[str, Any]) -> bytes:
+def seal(cipher: UserCipher, private: dict[str, Any]) -> bytes:
+    """A JSON document of the user's words, encrypted with their data key."""
     return cipher.encrypt(json.dumps(private, ensure_ascii=False, separators=(",", ":")))
 
 
-def _unseal(cipher: UserCipher, agent: BatchAgent) -> dict[str, Any]:
-    private: dict[str, Any] = json.loads(cipher.decrypt(agent.settings_encrypted))
+def unseal(cipher: UserCipher, sealed: bytes) -> dict[str, Any]:
+    """The document `seal` encrypted."""
+    private: dict[str, Any] = json.loads(cipher.decrypt(sealed))
     return private
+
+
+def _unseal(cipher: UserCipher, agent: BatchAgent) -> dict[str, Any]:
+    return unseal(cipher, agent.settings_encrypted)
 
 
 def _local_read(agent: BatchAgent, private: dict[str, Any]) -> LocalAgentRead:
@@ -184,7 +190,7 @@ async def _add_agent(
         user_id=user_id,
         agent_type=agent_type.value,
         device_id=device_id,
-        settings_encrypted=_seal(cipher, private),
+        settings_encrypted=seal(cipher, private),
         schedule_cron=body.schedule_cron,
         timezone=timezone,
         enabled=False,
@@ -257,7 +263,7 @@ async def _change_agent(
     agent.device_id = changes.get("device_id", agent.device_id)
     agent.schedule_cron = changes.get("schedule_cron", agent.schedule_cron)
     agent.timezone = changes.get("timezone", agent.timezone)
-    agent.settings_encrypted = _seal(cipher, private)
+    agent.settings_encrypted = seal(cipher, private)
     agent.updated_at = now
     enabled = changes.get("enabled", agent.enabled)
     if enabled and (rescheduled or not agent.enabled):
@@ -303,6 +309,15 @@ async def delete_agent(*, session: AsyncSession, user_id: uuid.UUID, agent_id: u
     if deleted is None:
         raise AgentNotFoundError
     await session.commit()
+
+
+async def agent_prompt_template(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, agent_id: uuid.UUID
+) -> tuple[AgentType, str]:
+    """The user's agent's type and prompt template (404 for an agent that is not theirs)."""
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
+    template: str = _unseal(cipher, agent)["prompt_template"]
+    return AgentType(agent.agent_type), template
 
 
 async def local_agent_config(

@@ -26,7 +26,8 @@ KIB = 1024
 # characters; `/chat` a message of at most 32,000 characters plus a context of
 # at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters; a
 # local agent at most 25,300 characters (20 paths of 1,024, a prompt template of
-# 4,000, names and ids). A `{id}` segment stands for any one path segment.
+# 4,000, names and ids); a setup-journey answer at most 2,000 characters. A `{id}`
+# segment stands for any one path segment.
 AUTH_BODY_BYTES = 16 * KIB
 AGENT_BODY_BYTES = 160 * KIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
@@ -38,6 +39,8 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/storage/vectors/embed": 128 * KIB,
     "/agents/local": AGENT_BODY_BYTES,
     "/agents/local/{id}": AGENT_BODY_BYTES,
+    "/agents/journey/start": AUTH_BODY_BYTES,
+    "/agents/journey/message": AUTH_BODY_BYTES,
 }
 
 

@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     cloud_max_retry_after_s: float = Field(default=60.0, ge=0)
     # Extracted items wait this long for a desktop to connect, then expire.
     cloud_delivery_ttl_s: float = Field(default=14 * 24 * 3600.0, gt=0)
+    # A setup journey's session answers this long after it started, then 410.
+    journey_ttl_s: float = Field(default=3600.0, gt=0)
 
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)

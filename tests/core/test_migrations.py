@@ -29,6 +29,7 @@ APP_TABLES = {
     "batch_agents",
     "batch_runs",
     "batch_processed_chunks",
+    "batch_journey_sessions",
 }
 
 
