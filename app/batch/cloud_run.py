@@ -24,7 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.extraction import ExtractionFailedError, ExtractionRequest, Extractor
 from agents.llm import MODEL_ERRORS
 from app.batch import delivery, oauth, service
-from app.batch.exceptions import ConnectionRefusedByProviderError, UnknownConnectionError
+from app.batch.exceptions import (
+    ConnectionRefusedByProviderError,
+    ProviderUnavailableError,
+    UnknownConnectionError,
+)
 from app.batch.mailboxes import (
     FetchLimits,
     MailboxError,
@@ -87,7 +91,12 @@ class CloudRun:
     async def execute(self) -> RunOutcome:
         try:
             messages = await self._fetch()
-        except (MailboxError, ConnectionRefusedByProviderError, UnknownConnectionError) as exc:
+        except (
+            MailboxError,
+            ConnectionRefusedByProviderError,
+            ProviderUnavailableError,
+            UnknownConnectionError,
+        ) as exc:
             self._errors.append(str(exc) if isinstance(exc, MailboxError) else exc.detail)
             messages = []
         if messages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.core.errors import AppError, ConflictError, NotFoundError, ServiceUnavailableError
@@ -47,17 +48,26 @@ class ConnectionRefusedByProviderError(AppError):
     detail = "The provider no longer accepts this connection; connect the account again"
 
 
-class InvalidFilterError(AppError):
-    """A `filter_config` that does not fit the agent's provider (422, naming the fields)."""
+class ProviderUnavailableError(AppError):
+    """The provider's token endpoint could not be reached or failed (502); nothing changed."""
 
-    status_code = 422
+    status_code = 502
+
+    def __init__(self, provider_name: str) -> None:
+        super().__init__(f"{provider_name} could not be reached; please try again later")
+
+
+class InvalidFilterError(RequestValidationError):
+    """A `filter_config` that does not fit the agent's provider: a 422 like any invalid
+    body (`detail` lists each field, under `body.filter_config`), as the route declares."""
 
     def __init__(self, error: ValidationError) -> None:
-        where = "; ".join(
-            f"filter_config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors()
+        super().__init__(
+            [
+                {"loc": ("body", "filter_config", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in error.errors()
+            ]
         )
-        super().__init__(where[:1000])
 
 
 class JourneyNotFoundError(NotFoundError):
@@ -79,9 +89,12 @@ class JourneyBusyError(ConflictError):
     detail = "Another answer to this setup session was taken meanwhile; reload and try again"
 
 
-class JourneyAgentTypeError(AppError):
-    status_code = 422
-    detail = "agent_id names an agent of another type than agent_type"
+class JourneyAgentTypeError(RequestValidationError):
+    """`agent_id` names an agent of another kind: a 422 like any invalid body."""
+
+    def __init__(self) -> None:
+        msg = "agent_id names an agent of another type than agent_type"
+        super().__init__([{"loc": ("body", "agent_id"), "msg": msg, "type": "value_error"}])
 
 
 class JourneyAnswerUnusableError(AppError):

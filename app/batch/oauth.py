@@ -10,11 +10,13 @@ connection's id sealed with the user's key, never the provider's token.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -27,12 +29,28 @@ from app.batch.exceptions import (
     ConnectionRefusedByProviderError,
     OAuthCallbackError,
     ProviderNotConfiguredError,
+    ProviderUnavailableError,
     UnknownConnectionError,
 )
 from app.batch.models import CloudProvider, OAuthConnection, OAuthState
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings, secret_value
 from app.memory.cipher import UserCipher
+
+
+def _http_modules() -> tuple[ModuleType, ...]:
+    """httpx, and httpx2 when installed: Authlib's client is built on httpx2 then, and its
+    errors are not httpx's (uncaught, a provider outage was a 500)."""
+    try:
+        return (httpx, importlib.import_module("httpx2"))
+    except ImportError:
+        return (httpx,)
+
+
+_HTTP = _http_modules()
+_HTTP_ERRORS: tuple[type[Exception], ...] = tuple(m.HTTPError for m in _HTTP)
+_HTTP_STATUS_ERRORS: tuple[type[Exception], ...] = tuple(m.HTTPStatusError for m in _HTTP)
+_HTTP_TRANSPORT_ERRORS: tuple[type[Exception], ...] = tuple(m.TransportError for m in _HTTP)
 
 STATE_TTL = timedelta(minutes=10)
 _HTTP_TIMEOUT_S = 30.0
@@ -127,6 +145,14 @@ def provider_oauth(settings: Settings, provider: CloudProvider) -> ProviderOAuth
     )
 
 
+def _provider_down(exc: Exception) -> bool:
+    """Whether a token-endpoint failure is the provider's outage rather than its refusal."""
+    if isinstance(exc, _HTTP_STATUS_ERRORS):
+        status: int = exc.response.status_code  # type: ignore[attr-defined]
+        return status >= 500 or status == 429
+    return isinstance(exc, _HTTP_TRANSPORT_ERRORS)
+
+
 def _state_digest(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
@@ -213,7 +239,8 @@ async def complete_authorization(
 ) -> str:
     """Exchange the code for tokens and store them encrypted; the `encrypted_token` reference.
 
-    Any failure is an `OAuthCallbackError` (400) and stores nothing.
+    Any failure is an `OAuthCallbackError` (400) and stores nothing; a provider that
+    cannot be reached or fails is a `ProviderUnavailableError` (502).
     """
     taken = await _take_state(session=session, provider=oauth.provider, state=state, now=now)
     if provider_error is not None:
@@ -233,7 +260,9 @@ async def complete_authorization(
                 code=code,
                 code_verifier=cipher.decrypt(taken.verifier_encrypted),
             )
-    except (OAuthError, httpx.HTTPError, ValueError) as exc:
+    except (OAuthError, *_HTTP_ERRORS, ValueError) as exc:
+        if _provider_down(exc):
+            raise ProviderUnavailableError(_PROVIDER_NAMES[oauth.provider]) from exc
         msg = f"{_PROVIDER_NAMES[oauth.provider]} did not accept the authorization code"
         raise OAuthCallbackError(msg) from exc
     connection = OAuthConnection(
@@ -278,7 +307,8 @@ class ConnectionTokens:
         return isinstance(expires_at, int | float) and expires_at <= now.timestamp() + 30
 
     async def refresh(self, now: datetime) -> None:
-        """Use the refresh grant; `ConnectionRefusedByProviderError` when the provider refuses."""
+        """Use the refresh grant; `ConnectionRefusedByProviderError` when the provider refuses,
+        `ProviderUnavailableError` when it cannot be reached or fails."""
         refresh_token = self.token.get("refresh_token")
         if not refresh_token:
             raise ConnectionRefusedByProviderError
@@ -287,7 +317,9 @@ class ConnectionTokens:
                 fresh = dict(
                     await client.refresh_token(self._oauth.token_url, refresh_token=refresh_token)
                 )
-        except (OAuthError, httpx.HTTPError, ValueError) as exc:
+        except (OAuthError, *_HTTP_ERRORS, ValueError) as exc:
+            if _provider_down(exc):
+                raise ProviderUnavailableError(_PROVIDER_NAMES[self._oauth.provider]) from exc
             raise ConnectionRefusedByProviderError from exc
         # Providers may leave the refresh token out of the answer: the old one still holds.
         self.token = {"refresh_token": refresh_token, **fresh}

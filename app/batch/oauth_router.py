@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from app.auth.dependencies import CurrentUser
 from app.batch import oauth
 from app.batch.dependencies import UserCipherDep
-from app.batch.exceptions import OAuthCallbackError
+from app.batch.exceptions import OAuthCallbackError, ProviderUnavailableError
 from app.batch.models import CloudProvider
 from app.batch.schemas import EncryptedToken
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
@@ -22,6 +22,7 @@ from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 router = APIRouter(prefix="/oauth", tags=["oauth connections"], responses=EVERY_ROUTE)
 
 NOT_CONFIGURED = error(503, "The provider is not configured; the detail names the variables.")
+UNREACHABLE = error(502, "The provider could not be reached or failed; try again later.")
 _PARAM = Annotated[str | None, Query(max_length=4096)]
 
 
@@ -59,7 +60,15 @@ async def authorize(
 @router.get(
     "/{provider}/callback",
     responses={
+        302: {
+            "description": "With `OAUTH_DESKTOP_REDIRECT` set: on to the app, with"
+            " `encrypted_token` or `error` in the query.",
+            "headers": {
+                "Location": {"description": "The app's URL.", "schema": {"type": "string"}}
+            },
+        },
         **error(400, "Bad, reused or expired state; the provider refused or consent was denied."),
+        **UNREACHABLE,
         **NOT_CONFIGURED,
     },
     response_model=ConnectionReference,
@@ -89,7 +98,7 @@ async def callback(
             provider_error=error,
             now=_now(),
         )
-    except OAuthCallbackError as exc:
+    except (OAuthCallbackError, ProviderUnavailableError) as exc:
         if desktop is None:
             raise
         return RedirectResponse(_with_query(desktop, error=exc.detail), status_code=302)
@@ -104,7 +113,17 @@ def _with_query(url: str, **params: str) -> str:
 
 @router.post(
     "/{provider}/refresh",
-    responses={**AUTHENTICATED, **JSON_BODY, **NOT_CONFIGURED, **error(400, "Not refreshable.")},
+    responses={
+        **AUTHENTICATED,
+        **JSON_BODY,
+        **NOT_CONFIGURED,
+        **UNREACHABLE,
+        **error(
+            400,
+            "encrypted_token names no connection of the signed-in user to this provider,"
+            " or the provider no longer accepts the connection.",
+        ),
+    },
 )
 async def refresh(
     provider: CloudProvider,

@@ -32,6 +32,9 @@ from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 router = APIRouter(prefix="/agents", tags=["batch agents"], responses=EVERY_ROUTE)
 
 NOT_FOUND = error(404, "No agent with this id belongs to the signed-in user.")
+UNKNOWN_CONNECTION = error(
+    400, "encrypted_token names no connection of the signed-in user to the agent's provider."
+)
 MAX_RUNS_PER_PAGE = 100
 
 CATALOG = [
@@ -148,7 +151,7 @@ async def list_cloud(
 @router.post(
     "/cloud",
     status_code=status.HTTP_201_CREATED,
-    responses={**AUTHENTICATED, **JSON_BODY, **error(400, "encrypted_token names no connection.")},
+    responses={**AUTHENTICATED, **JSON_BODY, **UNKNOWN_CONNECTION},
 )
 async def create_cloud(
     body: CloudAgentCreate,
@@ -168,7 +171,10 @@ async def create_cloud(
     )
 
 
-@router.put("/cloud/{agent_id}", responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND})
+@router.put(
+    "/cloud/{agent_id}",
+    responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND, **UNKNOWN_CONNECTION},
+)
 async def update_cloud(
     agent_id: uuid.UUID,
     body: CloudAgentUpdate,
@@ -176,7 +182,8 @@ async def update_cloud(
     session: SessionDep,
     cipher: UserCipherDep,
 ) -> CloudAgentRead:
-    """Change a cloud agent: only the fields given change."""
+    """Change a cloud agent: only the fields given change; a `filter_config` of another
+    provider than the agent's is a 422."""
     return await service.update_cloud_agent(
         session=session, cipher=cipher, user_id=user.id, agent_id=agent_id, body=body, now=_now()
     )

@@ -188,12 +188,16 @@ CLOUD_FILTERS: dict[AgentType, type[GmailFilter | OutlookFilter | TeamsFilter]] 
     AgentType.OUTLOOK: OutlookFilter,
     AgentType.TEAMS: TeamsFilter,
 }
+# A Fernet token: URL-safe base64 of at least 73 bytes (version, time, IV, a block, HMAC).
+MIN_ENCRYPTED_TOKEN_CHARS = 100
 EncryptedToken = Annotated[
     str,
     Field(
-        min_length=1,
+        min_length=MIN_ENCRYPTED_TOKEN_CHARS,
         max_length=MAX_ENCRYPTED_TOKEN_CHARS,
-        description="The reference the OAuth callback answered (never the provider's token).",
+        pattern=r"^[A-Za-z0-9_-]+={0,2}$",
+        description="The reference the OAuth callback answered (never the provider's token);"
+        " one of another account, or for another provider, is refused with 400.",
     ),
 ]
 
@@ -233,8 +237,11 @@ class CloudAgentUpdate(_Strict):
 
     name: Name | None = None
     encrypted_token: EncryptedToken | None = None
-    filter_config: dict[str, object] | None = Field(
-        default=None, description="The provider's filter, as on creation; checked against it."
+    # Each filter forbids the others' fields, so the union says which shape is which; the
+    # agent's provider is only known from its id, and a filter of another provider is a 422.
+    filter_config: GmailFilter | OutlookFilter | TeamsFilter | None = Field(
+        default=None,
+        description="The provider's filter, as on creation; one of another provider is a 422.",
     )
     data_types: DataTypes | None = None
     prompt_template: PromptTemplate | None = None

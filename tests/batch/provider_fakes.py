@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret"
@@ -52,6 +52,7 @@ class ProviderFakes:
     outlook: list[FakeMessage] = field(default_factory=list)
     teams: dict[str, list[FakeMessage]] = field(default_factory=dict)
     deny_consent: bool = False
+    token_outage: bool = False  # the token endpoint answers 503 (an HTML page)
     throttle: int = 0  # the next n API requests answer 429
     requests: list[str] = field(default_factory=list)
     refreshes: int = 0
@@ -102,7 +103,9 @@ class ProviderFakes:
                 query = {"code": code, "state": q["state"]}
             return RedirectResponse(f"{q['redirect_uri']}?{urlencode(query)}", 302)
 
-        async def token(request: Request, google: bool) -> JSONResponse:
+        async def token(request: Request, google: bool) -> Response:
+            if self.token_outage:
+                return HTMLResponse("<h1>Service Unavailable</h1>", 503)
             form = await request.form()
             client_id, client_secret = form.get("client_id"), form.get("client_secret")
             basic = request.headers.get("authorization", "")
@@ -129,10 +132,10 @@ class ProviderFakes:
         app.add_api_route("/google/auth", authorize)
         app.add_api_route("/ms/authorize", authorize)
 
-        async def google_token(request: Request) -> JSONResponse:
+        async def google_token(request: Request) -> Response:
             return await token(request, google=True)
 
-        async def ms_token(request: Request) -> JSONResponse:
+        async def ms_token(request: Request) -> Response:
             return await token(request, google=False)
 
         app.add_api_route("/google/token", google_token, methods=["POST"])

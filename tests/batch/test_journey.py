@@ -142,6 +142,14 @@ async def test_an_agent_of_another_user_or_kind_cannot_be_refined(
 
     assert theirs.status_code == 404
     assert wrong_kind.status_code == 422
+    # The declared 422 shape (HTTPValidationError), not a bare string.
+    assert wrong_kind.json()["detail"] == [
+        {
+            "loc": ["body", "agent_id"],
+            "msg": "agent_id names an agent of another type than agent_type",
+            "type": "value_error",
+        }
+    ]
 
 
 async def test_the_model_finishes_early_and_a_finished_session_answers_409(

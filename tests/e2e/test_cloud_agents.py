@@ -285,6 +285,48 @@ async def test_refresh_route_uses_the_refresh_grant(cloud: Cloud) -> None:
     assert cloud.fakes.refreshes == 1
 
 
+async def test_a_provider_outage_is_a_502_not_a_refusal(cloud: Cloud) -> None:
+    """The token endpoint down: refresh and callback answer the declared 502, store nothing."""
+    account = await cloud.account()
+    token = await cloud.connect(account, "gmail")
+    callback = await cloud.consent(account, "gmail")
+    cloud.fakes.token_outage = True
+    refreshed = await cloud.http(
+        "POST", "/api/v1/oauth/gmail/refresh", account.token, json={"encrypted_token": token}
+    )
+    assert refreshed.status_code == 502
+    assert refreshed.json() == {"detail": "Gmail could not be reached; please try again later"}
+    called_back = await cloud.http("GET", callback, account.token)
+    assert called_back.status_code == 502
+    assert await cloud.sql("SELECT count(*) FROM oauth_connections") == [(1,)]
+
+
+async def test_an_encrypted_token_not_ours_is_a_declared_400_or_422(cloud: Cloud) -> None:
+    """What Schemathesis sent: a token that is no Fernet token at all is refused by the
+    schema (422); a well-formed one that is not this server's is the declared 400."""
+    account = await cloud.account()
+    garbage = await cloud.create_cloud(account, "teams", "0")
+    assert garbage.status_code == 422
+    assert garbage.json()["detail"][0]["loc"][-1] == "encrypted_token"
+    foreign = "gAAAAA" + "A" * 134
+    response = await cloud.create_cloud(account, "teams", foreign)
+    assert response.status_code == 400
+    assert "encrypted_token" in response.json()["detail"]
+    refreshed = await cloud.http(
+        "POST", "/api/v1/oauth/teams/refresh", account.token, json={"encrypted_token": foreign}
+    )
+    assert refreshed.status_code == 400
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    update = await cloud.http(
+        "PUT",
+        f"/api/v1/agents/cloud/{agent['id']}",
+        account.token,
+        json={"encrypted_token": foreign},
+    )
+    assert update.status_code == 400
+
+
 async def test_filter_config_is_checked_against_the_provider(cloud: Cloud) -> None:
     account = await cloud.account()
     token = await cloud.connect(account, "gmail")
@@ -297,8 +339,27 @@ async def test_filter_config_is_checked_against_the_provider(cloud: Cloud) -> No
         account.token,
         json={"filter_config": {"folders": ["Inbox"]}},
     )
+    # The same 422 shape as any invalid body, as the route declares (a string detail did not
+    # fit the declared HTTPValidationError).
     assert update.status_code == 422
-    assert "filter_config.folders" in update.json()["detail"]
+    assert update.json()["detail"][0]["loc"] == ["body", "filter_config", "folders"]
+    # A shape no provider has is refused by the request schema itself.
+    mixed = await cloud.http(
+        "PUT",
+        f"/api/v1/agents/cloud/{agent['id']}",
+        account.token,
+        json={"filter_config": {"labels": ["INBOX"], "chats": ["x"]}},
+    )
+    assert mixed.status_code == 422
+    fitting = await cloud.http(
+        "PUT",
+        f"/api/v1/agents/cloud/{agent['id']}",
+        account.token,
+        json={"filter_config": {"senders": ["boss@acme.test"]}},
+    )
+    assert fitting.status_code == 200, fitting.text
+    assert fitting.json()["filter_config"]["senders"] == ["boss@acme.test"]
+    assert fitting.json()["filter_config"]["labels"] == []
     other = await cloud.account()
     assert (
         await cloud.http("DELETE", f"/api/v1/agents/cloud/{agent['id']}", other.token)

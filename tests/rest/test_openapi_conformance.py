@@ -1,7 +1,9 @@
 """The OpenAPI document tells the truth: Schemathesis finds no 5xx and no undeclared answer.
 
 The real server runs on loopback with a scripted model behind chat and
-embeddings, so every route can answer 200 and a 5xx is never expected.
+embeddings, and the OAuth providers configured as an operator would (their
+token endpoints on a closed loopback port: a generated request never gets as
+far as a real state), so every route can answer 200 and a 5xx is never expected.
 Schemathesis (its CLI, settings in `schemathesis.toml` beside this file)
 generates requests from the document, signed in as a registered account,
 and checks each answer against what the document declares.
@@ -23,6 +25,7 @@ from tests.llm.scripted_openai import ChatRequest, scripted_llm
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 RUN_TIMEOUT_S = 300
+CLOSED_PORT_URL = "http://127.0.0.1:9/token"  # discard: nothing listens
 
 
 def _model_answer(request: ChatRequest) -> str:
@@ -74,6 +77,13 @@ async def test_every_answer_is_declared_and_none_is_a_server_error(
             embedding_model="openai/text-embedding-3-small",
             embedding_api_base=llm.api_base,
             embedding_api_key="test-key",
+            oauth_redirect_base="https://adiuva.example",
+            google_client_id="client-id",
+            google_client_secret="client-secret",
+            google_token_url=CLOSED_PORT_URL,
+            microsoft_client_id="client-id",
+            microsoft_client_secret="client-secret",
+            microsoft_token_url=CLOSED_PORT_URL,
         )
         async with serve(create_app(settings), settings) as base_url:
             token = await _access_token(base_url)
