@@ -16,6 +16,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, Literal
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -159,17 +160,25 @@ class Extractor:
     """The model bound once to the answer's schema for some kinds of item (binding costs
     milliseconds: once per batch run, not once per file)."""
 
-    def __init__(self, model: BaseChatModel, data_types: frozenset[DataType]) -> None:
+    def __init__(
+        self,
+        model: BaseChatModel,
+        data_types: frozenset[DataType],
+        *,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+    ) -> None:
         self.data_types = data_types
         self._schema = extraction_schema(data_types)
         self._structured = model.with_structured_output(self._schema, method="function_calling")
+        # Given to every call (the server's usage accounting, say).
+        self._callbacks = list(callbacks)
 
     async def extract(self, request: ExtractionRequest) -> Extraction:
         """Ask the model once; raises `ExtractionFailedError` for an unusable answer, and
         the provider's errors (`agents.llm.MODEL_ERRORS`) when the call itself failed."""
         messages = [SystemMessage(_system_prompt(request)), HumanMessage(_file_message(request))]
         try:
-            answer = await self._structured.ainvoke(messages)
+            answer = await self._structured.ainvoke(messages, {"callbacks": self._callbacks})
         except (OutputParserException, ValidationError) as exc:
             msg = "the model's answer did not match the extraction schema"
             raise ExtractionFailedError(msg) from exc

@@ -53,6 +53,7 @@ from app.core.settings import Settings
 from app.device.link import DeviceLink
 from app.device.protocol import DeviceProtocol, ProtocolLimits
 from app.device.registry import DeviceRegistry
+from app.usage.recorder import UsageRecorder
 from devclient.agent_files import SharedFolders
 from devclient.client import DeviceClient, register
 from devclient.store import LocalStore
@@ -109,6 +110,8 @@ async def per_file(files: int, workdir: Path) -> tuple[float, float, dict[str, A
                 "BATCH_MAX_FILES_PER_RUN": str(files),
                 # Each insert is one tool call; hundreds of them are no flood here.
                 "WS_MESSAGES_PER_MINUTE": "1000000",
+                # The run log is polled every 50 ms, past the free plan's 20 requests a minute.
+                "RATE_LIMIT_FREE": "1000000",
             },
         )
         await asyncio.to_thread(server.start)
@@ -224,11 +227,14 @@ def scheduler(
         )
         registry.bind(link)
     settings = Settings(_env_file=None, database_url=database_url, batch_stale_run_s=300)
+    sessionmaker = create_sessionmaker(engine)
     return BatchScheduler(
         settings=settings,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         keyring=keyring,
         registry=registry,
+        # Not started: these desktops send no files, so no model is called and nothing stored.
+        usage=UsageRecorder(sessionmaker),
         model=extraction_model(ModelConfig(model="openai/gpt-4o-mini")),
     )
 

@@ -179,7 +179,6 @@ REFUSAL_CODES: Final = frozenset(
         "invalid_frame",
         "frame_too_large",
         "hello_required",
-        "rate_limited",
         "too_many_requests",
         "duplicate_request_id",
     }

@@ -192,10 +192,32 @@ class Mutation(BaseModel):
     data: dict[str, Any]
 
 
+class TurnUsage(BaseModel):
+    """What one chat request used and how long it took (`stream_end.usage`, REST answers).
+
+    Model calls, tokens as the providers reported them and their cost in US
+    dollars, summed over every model call made for the request up to its end
+    (the supervisor's, each sub-agent's, the embeddings'). `duration_ms` runs
+    from the request's arrival to its end; `first_token_ms` to the first text
+    of the answer sent (absent when the answer had no text).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model_calls: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+    duration_ms: int = Field(ge=0)
+    first_token_ms: int | None = Field(default=None, ge=0)
+
+
 class StreamEnd(_Frame):
     type: Literal["stream_end"] = "stream_end"
     request_id: Id
     mutations: list[Mutation] = Field(default_factory=list)
+    # Always sent by this server; optional so that frames of older servers still parse.
+    usage: TurnUsage | None = None
 
 
 class Domain(StrEnum):

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from app.core.embedded_db import EmbeddedPostgres
 from app.core.settings import Settings
 from app.main import create_app
+from tests.billing.fake_stripe import FakeStripe, fake_stripe
 from tests.databases import TestDatabases
 from tests.e2e.server_process import free_port
 
@@ -107,3 +108,10 @@ async def client_without_database(
     transport = httpx.ASGITransport(app=app_without_database)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def stripe_fake() -> AsyncIterator[FakeStripe]:
+    """The fake Stripe on a loopback port (tests/billing/fake_stripe.py)."""
+    async with fake_stripe() as fake:
+        yield fake

@@ -9,6 +9,7 @@ from app.auth.dependencies import CurrentUser, PasswordChecksDep
 from app.auth.schemas import AuthTokens, RefreshRequest, UserCreate, UserLogin, UserProfile
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
+from app.tiers.dependencies import LIMITED_BY_ADDRESS, RateLimiterDep
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=EVERY_ROUTE)
 
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=EVERY_ROUTE)
     "/register",
     status_code=status.HTTP_201_CREATED,
     responses={**JSON_BODY, **error(409, "An account with this email already exists.")},
+    dependencies=[LIMITED_BY_ADDRESS],
 )
 async def register(
     body: UserCreate,
@@ -36,15 +38,32 @@ async def register(
     )
 
 
-@router.post("/login", responses={**JSON_BODY, **error(401, "Incorrect email or password.")})
+@router.post(
+    "/login",
+    responses={
+        **JSON_BODY,
+        **error(401, "Incorrect email or password."),
+        **error(
+            429,
+            "Too many requests from this address, or too many failed logins for this email "
+            "(whether or not it has an account); try again after `Retry-After`.",
+        ),
+    },
+    dependencies=[LIMITED_BY_ADDRESS],
+)
 async def login(
-    body: UserLogin, session: SessionDep, settings: SettingsDep, password_checks: PasswordChecksDep
+    body: UserLogin,
+    session: SessionDep,
+    settings: SettingsDep,
+    password_checks: PasswordChecksDep,
+    limiter: RateLimiterDep,
 ) -> AuthTokens:
     """Exchange email and password for tokens."""
     return await service.login(
         session=session,
         settings=settings,
         password_checks=password_checks,
+        limiter=limiter,
         email=str(body.email),
         password=body.password,
     )
@@ -53,6 +72,7 @@ async def login(
 @router.post(
     "/refresh",
     responses={**JSON_BODY, **error(401, "The refresh token is invalid, expired or used.")},
+    dependencies=[LIMITED_BY_ADDRESS],
 )
 async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> AuthTokens:
     """Rotate tokens. The presented refresh token stops working; presenting it again
@@ -62,7 +82,12 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=JSON_BODY)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=JSON_BODY,
+    dependencies=[LIMITED_BY_ADDRESS],
+)
 async def logout(body: RefreshRequest, session: SessionDep) -> None:
     """End the login the refresh token belongs to; its access tokens stop working too."""
     await service.logout(session=session, refresh_token=body.refresh_token)

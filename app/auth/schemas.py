@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, EmailStr, Field
 
-from app.auth.models import Tier
+from app.tiers.matrix import Tier
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024  # long passphrases are welcome; megabyte bodies are not

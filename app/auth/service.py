@@ -13,6 +13,7 @@ for it: a flood of logins is refused with 503 instead of starving everyone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -34,9 +35,11 @@ from app.auth.exceptions import (
 from app.auth.models import AuthSession, RefreshToken, User
 from app.auth.schemas import AuthTokens
 from app.core import security
-from app.core.errors import ServiceUnavailableError, UnauthorizedError
+from app.core.errors import ServiceUnavailableError, TooManyRequestsError, UnauthorizedError
 from app.core.keys import MasterKeyring
-from app.core.settings import ResolvedSettings
+from app.core.rate_limit import Quota, RateLimiter
+from app.core.settings import ResolvedSettings, Settings
+from app.tiers.matrix import Tier
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 SESSION_ENDED = "Session has ended; log in again"
+TOO_MANY_LOGINS = "Too many failed logins for this email; try again later"
+_LOGIN_SCOPE = "login"
 SERVER_BUSY = "The server is busy; try again shortly"
 # A bcrypt check takes about 0.25 s at the production work factor, so a full
 # queue drains in a few seconds.
@@ -154,20 +159,36 @@ async def register(
     return tokens
 
 
+def _login_quota(settings: Settings) -> Quota:
+    return Quota(settings.login_max_failures, settings.login_lock_s)
+
+
 async def login(
     *,
     session: AsyncSession,
     settings: ResolvedSettings,
     password_checks: PasswordChecks,
+    limiter: RateLimiter,
     email: str,
     password: str,
 ) -> AuthTokens:
     """Check the password and open a new login session.
 
     An unknown email and a wrong password get the same error after the same
-    bcrypt work, so neither the answer nor its timing tells which it was.
+    bcrypt work, so neither the answer nor its timing tells which it was. Each
+    email may try LOGIN_MAX_FAILURES times in LOGIN_LOCK_S seconds; a success
+    forgets the earlier attempts. The attempt is counted before the password is
+    checked, so parallel guesses cannot slip past the limit; unknown emails are
+    counted and refused exactly like known ones.
     """
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    email = normalize_email(email)
+    quota = _login_quota(settings)
+    # Hashed: a shared limiter store (Redis) never holds the emails themselves.
+    email_key = hashlib.sha256(email.encode()).hexdigest()
+    retry_after = await limiter.hit(quota, scope=_LOGIN_SCOPE, key=email_key)
+    if retry_after is not None:
+        raise TooManyRequestsError(TOO_MANY_LOGINS, retry_after=retry_after)
+    user = await session.scalar(select(User).where(User.email == email))
     # End the read so its connection goes back to the pool before bcrypt runs;
     # the session opens a new one for the writes below.
     await session.commit()
@@ -178,6 +199,7 @@ async def login(
         raise InvalidCredentialsError
     tokens = await _open_session(session=session, settings=settings, user_id=user.id)
     await session.commit()
+    await limiter.clear(quota, scope=_LOGIN_SCOPE, key=email_key)
     return tokens
 
 
@@ -296,6 +318,45 @@ async def sign_in_with_token(
     if user is None:
         raise UnauthorizedError(SESSION_ENDED, invalid_token=True)
     return SignedIn(user=user, session_id=claims.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The tier and seats stored with an account (what `app.tiers` reads)."""
+
+    tier: str
+    seats: int
+
+
+async def plan_of(*, session: AsyncSession, user_id: uuid.UUID) -> Plan:
+    """The account's plan as stored now (the device socket reads it per request)."""
+    row = (
+        await session.execute(select(User.tier, User.seats).where(User.id == user_id))
+    ).one_or_none()
+    if row is None:
+        raise UnknownUserError
+    return Plan(tier=row.tier, seats=row.seats)
+
+
+async def lock_plan(*, session: AsyncSession, user_id: uuid.UUID) -> Plan | None:
+    """The account's plan, its row locked until the transaction ends (None: no account).
+
+    Billing takes this lock before it changes a user's subscriptions, so two
+    webhook deliveries for one user apply one after the other.
+    """
+    row = (
+        await session.execute(
+            select(User.tier, User.seats).where(User.id == user_id).with_for_update()
+        )
+    ).one_or_none()
+    return None if row is None else Plan(tier=row.tier, seats=row.seats)
+
+
+async def set_plan(*, session: AsyncSession, user_id: uuid.UUID, tier: Tier, seats: int) -> None:
+    """Store the account's plan; only billing calls this (the client never can)."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(tier=tier.value, seats=seats)
+    )
 
 
 async def data_key(*, session: AsyncSession, keyring: MasterKeyring, user_id: uuid.UUID) -> bytes:

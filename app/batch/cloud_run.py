@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -74,6 +75,7 @@ class CloudRun:
         cipher: UserCipher,
         delivery: delivery.SuggestionDelivery,
         clock: Callable[[], datetime],
+        callbacks: Sequence[BaseCallbackHandler] = (),
     ) -> None:
         self._run_id = run_id
         self._config = config
@@ -83,6 +85,8 @@ class CloudRun:
         self._cipher = cipher
         self._delivery = delivery
         self._clock = clock
+        # `callbacks` see every extraction call (the run's usage accounting).
+        self._callbacks = callbacks
         self._zone = ZoneInfo(config.timezone)
         self._errors: list[str] = []
         self.items_processed = 0
@@ -100,7 +104,7 @@ class CloudRun:
             self._errors.append(str(exc) if isinstance(exc, MailboxError) else exc.detail)
             messages = []
         if messages:
-            extractor = Extractor(self._model, self._config.data_types)
+            extractor = Extractor(self._model, self._config.data_types, callbacks=self._callbacks)
             for message in messages:
                 await self._process(extractor, message)
         await self._delivery.deliver(self._config.user_id)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.core.errors import AppError, ConflictError, NotFoundError, ServiceUnavailableError
+from app.core.errors import (
+    AppError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 
 class AgentNotFoundError(NotFoundError):
@@ -102,3 +108,15 @@ class JourneyAnswerUnusableError(AppError):
 
     status_code = 502
     detail = "The language model's answer could not be used; please try again."
+
+
+class EnabledAgentLimitError(ForbiddenError):
+    """The user's plan allows no more enabled batch agents (local and cloud together)."""
+
+    detail = "Your plan allows no more enabled batch agents; disable one or upgrade"
+
+    def __init__(self, *, tier: str, limit: int) -> None:
+        agents = "agent" if limit == 1 else "agents"
+        super().__init__(
+            f"Your {tier} plan allows {limit} enabled batch {agents}; disable one or upgrade"
+        )

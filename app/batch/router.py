@@ -35,6 +35,11 @@ NOT_FOUND = error(404, "No agent with this id belongs to the signed-in user.")
 UNKNOWN_CONNECTION = error(
     400, "encrypted_token names no connection of the signed-in user to the agent's provider."
 )
+OVER_PLAN_LIMIT = error(
+    403,
+    "The agent would be enabled past the plan's limit on enabled batch agents (local and"
+    " cloud together); `detail` names the plan and the limit. Disabling always works.",
+)
 MAX_RUNS_PER_PAGE = 100
 
 CATALOG = [
@@ -87,7 +92,7 @@ async def list_local(
 @router.post(
     "/local",
     status_code=status.HTTP_201_CREATED,
-    responses={**AUTHENTICATED, **JSON_BODY},
+    responses={**AUTHENTICATED, **JSON_BODY, **OVER_PLAN_LIMIT},
 )
 async def create_local(
     body: LocalAgentCreate,
@@ -102,22 +107,32 @@ async def create_local(
         cipher=cipher,
         user_id=user.id,
         body=body,
-        default_timezone=settings.default_timezone,
+        settings=settings,
         now=_now(),
     )
 
 
-@router.put("/local/{agent_id}", responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND})
+@router.put(
+    "/local/{agent_id}",
+    responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND, **OVER_PLAN_LIMIT},
+)
 async def update_local(
     agent_id: uuid.UUID,
     body: LocalAgentUpdate,
     user: CurrentUser,
     session: SessionDep,
     cipher: UserCipherDep,
+    settings: SettingsDep,
 ) -> LocalAgentRead:
     """Change a local agent: only the fields given change."""
     return await service.update_local_agent(
-        session=session, cipher=cipher, user_id=user.id, agent_id=agent_id, body=body, now=_now()
+        session=session,
+        cipher=cipher,
+        user_id=user.id,
+        agent_id=agent_id,
+        body=body,
+        settings=settings,
+        now=_now(),
     )
 
 
@@ -151,7 +166,7 @@ async def list_cloud(
 @router.post(
     "/cloud",
     status_code=status.HTTP_201_CREATED,
-    responses={**AUTHENTICATED, **JSON_BODY, **UNKNOWN_CONNECTION},
+    responses={**AUTHENTICATED, **JSON_BODY, **UNKNOWN_CONNECTION, **OVER_PLAN_LIMIT},
 )
 async def create_cloud(
     body: CloudAgentCreate,
@@ -166,14 +181,20 @@ async def create_cloud(
         cipher=cipher,
         user_id=user.id,
         body=body,
-        default_timezone=settings.default_timezone,
+        settings=settings,
         now=_now(),
     )
 
 
 @router.put(
     "/cloud/{agent_id}",
-    responses={**AUTHENTICATED, **JSON_BODY, **NOT_FOUND, **UNKNOWN_CONNECTION},
+    responses={
+        **AUTHENTICATED,
+        **JSON_BODY,
+        **NOT_FOUND,
+        **UNKNOWN_CONNECTION,
+        **OVER_PLAN_LIMIT,
+    },
 )
 async def update_cloud(
     agent_id: uuid.UUID,
@@ -181,11 +202,18 @@ async def update_cloud(
     user: CurrentUser,
     session: SessionDep,
     cipher: UserCipherDep,
+    settings: SettingsDep,
 ) -> CloudAgentRead:
     """Change a cloud agent: only the fields given change; a `filter_config` of another
     provider than the agent's is a 422."""
     return await service.update_cloud_agent(
-        session=session, cipher=cipher, user_id=user.id, agent_id=agent_id, body=body, now=_now()
+        session=session,
+        cipher=cipher,
+        user_id=user.id,
+        agent_id=agent_id,
+        body=body,
+        settings=settings,
+        now=_now(),
     )
 
 

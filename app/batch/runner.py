@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -269,11 +270,13 @@ class LocalRun:
         limits: RunLimits,
         tool_call_timeout_s: float,
         clock: Callable[[], datetime],
+        callbacks: Sequence[BaseCallbackHandler] = (),
     ) -> None:
         self._run_id = str(run_id)
         self._config = config
         self._link = link
-        self._extractor = Extractor(model, config.data_types)
+        # `callbacks` see every extraction call (the run's usage accounting).
+        self._extractor = Extractor(model, config.data_types, callbacks=callbacks)
         self._sessionmaker = sessionmaker
         self._cipher = cipher
         self._limits = limits

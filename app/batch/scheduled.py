@@ -6,6 +6,11 @@ instance only claims agents whose desktop is connected to it. Runs of one
 desktop go one at a time, in the order they were claimed. Each pass also
 refreshes this instance's runs and ends those a stopped instance left
 `running`, so none blocks its agent for ever.
+
+Every run's extraction calls are accounted to the run (`model_usage` rows
+with role `extraction` and the run's id); `adiuva_batch_runs_total` counts
+runs by how they ended and `adiuva_batch_scheduler_lag_seconds` how late the
+scheduler pass claimed each due slot.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from app.core.settings import Settings
 from app.device.link import DeviceLink
 from app.device.registry import DeviceRegistry
 from app.memory.cipher import UserCipher
+from app.observability import metrics
+from app.usage.callbacks import UsageCallback
+from app.usage.ledger import ROLE_EXTRACTION, UsageLedger
+from app.usage.recorder import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class BatchScheduler:
         sessionmaker: async_sessionmaker[AsyncSession],
         keyring: MasterKeyring,
         registry: DeviceRegistry,
+        usage: UsageRecorder,
         model: BaseChatModel | None,
         not_configured: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
@@ -83,6 +93,7 @@ class BatchScheduler:
         self._sessionmaker = sessionmaker
         self._keyring = keyring
         self._registry = registry
+        self._usage = usage
         self._model = model
         self._not_configured = not_configured
         self._clock = clock
@@ -115,12 +126,14 @@ class BatchScheduler:
         async with self._sessionmaker() as session:
             await service.touch_runs(session=session, run_ids=self.running, now=now)
         async with self._sessionmaker() as session:
-            await service.recover_stale_runs(
+            recovered = await service.recover_stale_runs(
                 session=session,
                 keyring=self._keyring,
                 stale_before=now - timedelta(seconds=self._settings.batch_stale_run_s),
                 now=now,
             )
+        if recovered:
+            metrics.BATCH_RUNS.labels(RunStatus.ERROR.value).inc(recovered)
         async with self._sessionmaker() as session:
             await delivery.drop_expired(session=session, now=now)
         return await self._claim(self._registry.connected(), RunTrigger.SCHEDULE, now, cloud=True)
@@ -171,6 +184,9 @@ class BatchScheduler:
                 cloud=cloud,
             )
         for run in claimed:
+            # The scheduler's own lateness; a catch-up on hello is as late as the desktop was away.
+            if trigger is RunTrigger.SCHEDULE and run.due_at is not None:
+                metrics.BATCH_SCHEDULER_LAG.observe(max(0.0, (now - run.due_at).total_seconds()))
             self._launch(run)
         return claimed
 
@@ -226,38 +242,44 @@ class BatchScheduler:
         cipher: UserCipher,
     ) -> RunOutcome:
         assert self._model is not None  # nothing is claimed without one
-        if isinstance(config, service.CloudAgentConfig):
-            return await CloudRun(
+        ledger = UsageLedger(user_id=claimed.user_id, run_id=str(claimed.run_id))
+        # Local and cloud runs alike; stored however the run ends: calls made before a
+        # cancel or a failure count too.
+        callbacks = [UsageCallback(ledger, prices=self._settings.llm_prices, role=ROLE_EXTRACTION)]
+        with self._usage.attributed(ledger):
+            if isinstance(config, service.CloudAgentConfig):
+                return await CloudRun(
+                    run_id=claimed.run_id,
+                    config=config,
+                    settings=self._settings,
+                    model=self._model,
+                    sessionmaker=self._sessionmaker,
+                    cipher=cipher,
+                    delivery=self.delivery,
+                    clock=self._clock,
+                    callbacks=callbacks,
+                ).execute()
+            link = self._registry.device(claimed.user_id, claimed.device_id)
+            if link is None or link.disconnected.is_set():
+                return _ended(DEVICE_DISCONNECTED)
+            return await LocalRun(
                 run_id=claimed.run_id,
                 config=config,
-                settings=self._settings,
+                link=link,
                 model=self._model,
                 sessionmaker=self._sessionmaker,
                 cipher=cipher,
-                delivery=self.delivery,
+                limits=self._limits,
+                tool_call_timeout_s=self._settings.tool_call_timeout_s,
                 clock=self._clock,
+                callbacks=callbacks,
             ).execute()
-        link = self._registry.device(claimed.user_id, claimed.device_id)
-        if link is None or link.disconnected.is_set():
-            return _ended(DEVICE_DISCONNECTED)
-        run = LocalRun(
-            run_id=claimed.run_id,
-            config=config,
-            link=link,
-            model=self._model,
-            sessionmaker=self._sessionmaker,
-            cipher=cipher,
-            limits=self._limits,
-            tool_call_timeout_s=self._settings.tool_call_timeout_s,
-            clock=self._clock,
-        )
-        return await run.execute()
 
     async def _finish(
         self, claimed: service.ClaimedRun, cipher: UserCipher, outcome: RunOutcome
     ) -> None:
         async with self._sessionmaker() as session:
-            await service.finish_run(
+            finished = await service.finish_run(
                 session=session,
                 cipher=cipher,
                 run_id=claimed.run_id,
@@ -268,6 +290,8 @@ class BatchScheduler:
                 now=self._clock(),
                 items_waiting=outcome.items_waiting,
             )
+        if finished:  # not when another instance's recovery ended it first (and counted it)
+            metrics.BATCH_RUNS.labels(outcome.status.value).inc()
         logger.info(
             "batch run ended",
             extra={

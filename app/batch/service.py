@@ -6,6 +6,11 @@ Claims are what make runs exactly-once across server instances: an agent's
 slot is taken by one transaction (`FOR UPDATE SKIP LOCKED`, then its
 `next_run_at` moves past now), and at most one run per agent can be `running`
 (a partial unique index), whoever starts it.
+
+The plan's limit on enabled agents is checked under the user's account lock
+(`auth_service.lock_plan`), which billing also holds while it changes the plan:
+enabling agents and downgrades take turns per user. Locks are taken in that
+order, the account first, then agent rows.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,9 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import String
 
+from app.auth import service as auth_service
 from app.batch import oauth
 from app.batch.exceptions import (
     AgentNotFoundError,
+    EnabledAgentLimitError,
     InvalidFilterError,
     RunAlreadyGoingError,
     UnknownConnectionError,
@@ -69,8 +76,10 @@ from app.batch.schemas import (
     TeamsAgentCreate,
 )
 from app.core.keys import MasterKeyring
+from app.core.settings import Settings
 from app.memory import core as memory_core
 from app.memory.cipher import UserCipher
+from app.tiers.matrix import limits_for
 from protocol.frames import DataType
 
 logger = logging.getLogger(__name__)
@@ -106,6 +115,8 @@ class ClaimedRun:
     user_id: uuid.UUID
     device_id: str | None
     trigger: RunTrigger
+    due_at: datetime | None = None
+    """The slot the run was claimed for (its agent's `next_run_at`); None for a manual run."""
 
 
 # -- configurations ------------------------------------------------------------
@@ -154,12 +165,49 @@ async def _owned_agent(
     return agent
 
 
-async def _enable(*, session: AsyncSession, agent: BatchAgent, now: datetime) -> None:
+async def _lock_account(*, session: AsyncSession, user_id: uuid.UUID) -> auth_service.Plan:
+    """The user's plan as stored now, their account row locked until the transaction ends.
+
+    Concurrent enables of one user's agents, and billing's plan changes, wait here
+    for each other, so each counts the enabled agents the one before committed.
+    """
+    plan = await auth_service.lock_plan(session=session, user_id=user_id)
+    if plan is None:  # the account was deleted meanwhile (its agents go with it)
+        raise AgentNotFoundError
+    return plan
+
+
+async def count_enabled(*, session: AsyncSession, user_id: uuid.UUID) -> int:
+    """The user's enabled agents, local and cloud together (what the plan limits)."""
+    enabled = await session.scalar(
+        select(func.count())
+        .select_from(BatchAgent)
+        .where(BatchAgent.user_id == user_id, BatchAgent.enabled)
+    )
+    return enabled or 0
+
+
+async def _enable(
+    *, session: AsyncSession, settings: Settings, agent: BatchAgent, now: datetime
+) -> None:
     """The one place an agent becomes enabled, created so or switched on.
 
-    Both paths go through here, so a rule about enabled agents (the tier's
-    limit on them) is one check, before the switch below.
+    An agent not enabled yet needs room under the plan's limit on enabled
+    agents (`EnabledAgentLimitError`, 403, otherwise); one already enabled (a
+    new schedule) keeps its place. The count runs under the account lock, so two
+    requests at once cannot both take the last place.
     """
+    if not agent.enabled:
+        # Nothing flushed first: the agent's other changes are written once, at commit
+        # (a second flush would have `updated_at`'s onupdate expire it), and it is not
+        # enabled in the table yet, so the count is the same.
+        with session.no_autoflush:
+            plan = await _lock_account(session=session, user_id=agent.user_id)
+            limit = limits_for(plan.tier, settings=settings).batch_agents
+            if limit is not None:
+                enabled = await count_enabled(session=session, user_id=agent.user_id)
+                if enabled >= limit:
+                    raise EnabledAgentLimitError(tier=plan.tier, limit=limit)
     agent.enabled = True
     agent.next_run_at = next_run_after(agent.schedule_cron, agent.timezone, now)
 
@@ -167,6 +215,44 @@ async def _enable(*, session: AsyncSession, agent: BatchAgent, now: datetime) ->
 def _disable(agent: BatchAgent) -> None:
     agent.enabled = False
     agent.next_run_at = None  # switched on again, it starts from the next slot
+
+
+async def disable_over_limit(
+    *, session: AsyncSession, user_id: uuid.UUID, limit: int, now: datetime
+) -> int:
+    """Disable the user's newest enabled agents beyond `limit` (deleting none): how many.
+
+    The caller holds the account lock (billing does, while it changes the plan),
+    so no agent is enabled meanwhile. Local and cloud agents are counted together.
+    """
+    # The oldest `limit` stay enabled; the rest are the newest, switched off.
+    over = (
+        await session.scalars(
+            select(BatchAgent.id)
+            .where(BatchAgent.user_id == user_id, BatchAgent.enabled)
+            .order_by(BatchAgent.created_at, BatchAgent.id)
+            .offset(limit)
+        )
+    ).all()
+    if over:
+        await session.execute(
+            update(BatchAgent)
+            .where(BatchAgent.id.in_(over), BatchAgent.enabled)
+            .values(enabled=False, next_run_at=None, updated_at=now)
+        )
+    return len(over)
+
+
+async def count_agents(*, session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
+    """The user's agents of every kind: (all of them, the enabled ones)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.count().filter(BatchAgent.enabled)).where(
+                BatchAgent.user_id == user_id
+            )
+        )
+    ).one()
+    return row[0], row[1]
 
 
 async def _add_agent(
@@ -178,12 +264,12 @@ async def _add_agent(
     device_id: str | None,
     body: AgentSettings,
     private: dict[str, Any],
-    default_timezone: str,
+    settings: Settings,
     now: datetime,
 ) -> BatchAgent:
     """Store a new agent of any type; without a time zone it takes the user's (else the default)."""
     timezone = body.timezone or await memory_core.user_timezone(
-        session=session, cipher=cipher, user_id=user_id, default=default_timezone
+        session=session, cipher=cipher, user_id=user_id, default=settings.default_timezone
     )
     agent = BatchAgent(
         id=uuid.uuid4(),
@@ -198,7 +284,7 @@ async def _add_agent(
         updated_at=now,
     )
     if body.enabled:
-        await _enable(session=session, agent=agent, now=now)
+        await _enable(session=session, settings=settings, agent=agent, now=now)
     session.add(agent)
     await session.commit()
     return agent
@@ -210,7 +296,7 @@ async def create_local_agent(
     cipher: UserCipher,
     user_id: uuid.UUID,
     body: LocalAgentCreate,
-    default_timezone: str,
+    settings: Settings,
     now: datetime,
 ) -> LocalAgentRead:
     """Store a new local agent."""
@@ -223,7 +309,7 @@ async def create_local_agent(
         device_id=body.device_id,
         body=body,
         private=private,
-        default_timezone=default_timezone,
+        settings=settings,
         now=now,
     )
     return _local_read(agent, private)
@@ -244,17 +330,42 @@ async def list_local_agents(
     return [_local_read(agent, _unseal(cipher, agent)) for agent in agents]
 
 
+async def _agent_to_change(
+    *,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    agent_types: Collection[str],
+    enabling: bool,
+) -> BatchAgent:
+    """The user's agent of one of `agent_types`, its row locked for a change (404 otherwise).
+
+    Switching on locks the account first, the order billing's downgrade locks them in.
+    """
+    if enabling:
+        await _lock_account(session=session, user_id=user_id)
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
+    if agent.agent_type not in agent_types:
+        raise AgentNotFoundError
+    return agent
+
+
 async def _change_agent(
     *,
     session: AsyncSession,
     cipher: UserCipher,
+    settings: Settings,
     agent: BatchAgent,
     changes: dict[str, Any],
     private_fields: Sequence[str],
     now: datetime,
 ) -> dict[str, Any]:
-    """Apply `changes` to any agent type; a new schedule (or switching on) starts from the next
-    slot. The agent's private fields after the change."""
+    """Apply `changes` to any agent type; the agent's private fields after the change.
+
+    A new schedule (or switching on) starts from the next slot. Switching on needs
+    room under the plan's limit (403 otherwise, and nothing changes); switching
+    off always works.
+    """
     private = _unseal(cipher, agent) | {k: v for k, v in changes.items() if k in private_fields}
     rescheduled = any(
         changes.get(field, getattr(agent, field)) != getattr(agent, field)
@@ -267,7 +378,7 @@ async def _change_agent(
     agent.updated_at = now
     enabled = changes.get("enabled", agent.enabled)
     if enabled and (rescheduled or not agent.enabled):
-        await _enable(session=session, agent=agent, now=now)
+        await _enable(session=session, settings=settings, agent=agent, now=now)
     elif not enabled:
         _disable(agent)
     await session.commit()
@@ -281,16 +392,22 @@ async def update_local_agent(
     user_id: uuid.UUID,
     agent_id: uuid.UUID,
     body: LocalAgentUpdate,
+    settings: Settings,
     now: datetime,
 ) -> LocalAgentRead:
     """Change the fields given."""
-    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
-    if agent.agent_type != AgentType.LOCAL_DIRECTORY.value:
-        raise AgentNotFoundError
+    agent = await _agent_to_change(
+        session=session,
+        user_id=user_id,
+        agent_id=agent_id,
+        agent_types=(AgentType.LOCAL_DIRECTORY.value,),
+        enabling=bool(body.enabled),
+    )
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     private = await _change_agent(
         session=session,
         cipher=cipher,
+        settings=settings,
         agent=agent,
         changes=changes,
         private_fields=_PRIVATE_FIELDS,
@@ -395,10 +512,13 @@ async def create_cloud_agent(
     cipher: UserCipher,
     user_id: uuid.UUID,
     body: GmailAgentCreate | OutlookAgentCreate | TeamsAgentCreate,
-    default_timezone: str,
+    settings: Settings,
     now: datetime,
 ) -> CloudAgentRead:
-    """Store a new cloud agent reading the connection `encrypted_token` names."""
+    """Store a new cloud agent reading the connection `encrypted_token` names.
+
+    Enabled, it takes a place under the plan's limit like a local agent (one count).
+    """
     private = body.model_dump(mode="json", include=set(_CLOUD_PRIVATE_FIELDS))
     private["connection_id"] = await _connection(
         session=session,
@@ -415,7 +535,7 @@ async def create_cloud_agent(
         device_id=None,
         body=body,
         private=private,
-        default_timezone=default_timezone,
+        settings=settings,
         now=now,
     )
     return _cloud_read(agent, private)
@@ -440,12 +560,17 @@ async def update_cloud_agent(
     user_id: uuid.UUID,
     agent_id: uuid.UUID,
     body: CloudAgentUpdate,
+    settings: Settings,
     now: datetime,
 ) -> CloudAgentRead:
     """Change the fields given; a new filter is checked against the agent's provider (422)."""
-    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
-    if agent.agent_type not in _CLOUD_TYPES:
-        raise AgentNotFoundError
+    agent = await _agent_to_change(
+        session=session,
+        user_id=user_id,
+        agent_id=agent_id,
+        agent_types=_CLOUD_TYPES,
+        enabling=bool(body.enabled),
+    )
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     if "filter_config" in changes:
         try:
@@ -466,6 +591,7 @@ async def update_cloud_agent(
     private = await _change_agent(
         session=session,
         cipher=cipher,
+        settings=settings,
         agent=agent,
         changes=changes,
         private_fields=_CLOUD_PRIVATE_FIELDS,
@@ -615,6 +741,7 @@ async def claim_due_runs(
                 BatchAgent.device_id,
                 BatchAgent.schedule_cron,
                 BatchAgent.timezone,
+                BatchAgent.next_run_at,
             )
             .where(
                 BatchAgent.enabled,
@@ -656,6 +783,7 @@ async def claim_due_runs(
             user_id=by_agent[agent_id].user_id,
             device_id=by_agent[agent_id].device_id,
             trigger=trigger,
+            due_at=by_agent[agent_id].next_run_at,
         )
         for run_id, agent_id in started
     ]
@@ -728,11 +856,11 @@ async def finish_run(
     errors: Sequence[str],
     now: datetime,
     items_waiting: int = 0,
-) -> None:
+) -> bool:
     """Record how a run ended, and when its agent ran last and runs next.
 
     Only a run still `running` is finished: one already recovered as
-    interrupted keeps that verdict.
+    interrupted keeps that verdict (False then).
     """
     finished = (
         await session.execute(
@@ -756,6 +884,7 @@ async def finish_run(
             if agent.enabled:
                 agent.next_run_at = next_run_after(agent.schedule_cron, agent.timezone, now)
     await session.commit()
+    return finished is not None
 
 
 async def recover_stale_runs(

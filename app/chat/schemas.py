@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.json_depth import nests_deeper_than
-from protocol.frames import MAX_MESSAGE_CHARS, Mutation
+from protocol.frames import MAX_MESSAGE_CHARS, Mutation, TurnUsage
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 32
@@ -46,3 +46,7 @@ class ChatRequest(BaseModel):
 class ChatResponse(BaseModel):
     response: str
     mutations: list[Mutation]
+    usage: TurnUsage | None = Field(
+        default=None,
+        description="The answer's model calls, tokens, cost and timing, as in `stream_end`.",
+    )

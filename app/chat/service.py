@@ -38,6 +38,10 @@ from app.device.connection import ChatTurn
 from app.device.registry import DeviceRegistry
 from app.memory.embeddings import embed
 from app.memory.turns import TurnMemory
+from app.observability import metrics
+from app.usage.callbacks import UsageCallback
+from app.usage.ledger import UsageLedger
+from app.usage.recorder import UsageRecorder
 from protocol.frames import FloatingRequest, HistoryMessage, HomeRequest
 from tools.context import Embed, turn_context
 
@@ -79,8 +83,10 @@ class ChatService:
         sessionmaker: async_sessionmaker[AsyncSession],
         keyring: MasterKeyring,
         registry: DeviceRegistry,
+        usage: UsageRecorder,
     ) -> None:
         self._settings = settings
+        self._usage = usage
         self._engine = engine
         self._sessionmaker = sessionmaker
         self._keyring = keyring
@@ -143,18 +149,31 @@ class ChatService:
             raise ModelNotConfiguredError(self._engine.not_configured)
         return supervisors.floating if floating else supervisors.home
 
+    @contextmanager
+    def _accounted(self, ledger: UsageLedger) -> Iterator[RunnableConfig]:
+        """Attribute the turn's model calls to `ledger`, and store them however it ends.
+
+        Yields the graph config's callbacks; calls made before a cancel or a
+        failure are stored too.
+        """
+        with self._usage.attributed(ledger):
+            yield {"callbacks": [UsageCallback(ledger, prices=self._settings.llm_prices)]}
+
     async def run_device_turn(self, turn: ChatTurn) -> None:
         """Stream one Home or Floating request; the connection sends `stream_end`."""
         request = turn.request
         graph = self._graph(floating=isinstance(request, FloatingRequest))
         thread = thread_key(turn.user_id, turn.device_id, request)
-        async with self._lock(thread):
-            await self._stream_turn(turn, graph, thread)
+        with self._accounted(turn.usage) as accounting:
+            async with self._lock(thread):
+                await self._stream_turn(turn, graph, thread, accounting)
 
-    async def _stream_turn(self, turn: ChatTurn, graph: Graph, thread: str) -> None:
+    async def _stream_turn(
+        self, turn: ChatTurn, graph: Graph, thread: str, accounting: RunnableConfig
+    ) -> None:
         request, target = turn.request, turn.target
         floating = isinstance(request, FloatingRequest)
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        config: RunnableConfig = {**accounting, "configurable": {"thread_id": thread}}
         history = request.conversation_history if isinstance(request, HomeRequest) else None
         seed, known_ids = await self._thread_start(graph, config, history)
         target.returned_ids.update(known_ids)
@@ -202,23 +221,34 @@ class ChatService:
         """
         graph = self._graph(floating=False)
         thread = f"{user_id}:rest"
-        async with self._lock(thread):
-            return await self._answer(graph, thread, user_id, message, context)
+        ledger = UsageLedger(user_id=user_id, request_id=f"rest-{uuid.uuid4().hex}")
+        with self._accounted(ledger) as accounting:
+            async with self._lock(thread):
+                answer, after = await self._answer(
+                    graph, thread, ledger, message, context, accounting
+                )
+        # The whole answer arrives at once: its first text is its end.
+        ledger.first_text()
+        usage = ledger.summary()
+        metrics.observe_turn("rest", usage)
+        return answer.model_copy(update={"usage": usage}), after
 
     async def _answer(
         self,
         graph: Graph,
         thread: str,
-        user_id: uuid.UUID,
+        ledger: UsageLedger,
         message: str,
         context: dict[str, Any] | None,
+        accounting: RunnableConfig,
     ) -> tuple[ChatResponse, Callable[[], Awaitable[None]]]:
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        user_id = ledger.user_id
+        config: RunnableConfig = {**accounting, "configurable": {"thread_id": thread}}
         _, known_ids = await self._thread_start(graph, config, None)
         target = CallTarget(
             link=self._registry.device(user_id),
             timeout_s=self._settings.tool_call_timeout_s,
-            request_id=f"rest-{uuid.uuid4().hex}",
+            request_id=ledger.request_id,
             returned_ids=set(known_ids),
         )
         prompt = message

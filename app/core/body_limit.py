@@ -1,6 +1,7 @@
 """Request body limits: a body over its route's limit is refused with 413, never buffered.
 
-`ROUTE_BODY_LIMITS` is the one table of limits; routes not in it get
+`ROUTE_BODY_LIMITS` is the one table of limits (and `PUT /backup`, whose
+limit is the BACKUP_MAX_BYTES setting); routes not in it get
 HTTP_MAX_BODY_BYTES. A `Content-Length` over the limit is refused before a
 byte of the body is read. A chunked body (or one longer than it said) is
 counted as it arrives and refused as soon as it passes the limit; the app is
@@ -19,6 +20,7 @@ from app.core.errors import PayloadTooLargeError, error_response
 from app.core.settings import Settings
 
 KIB = 1024
+MIB = 1024 * KIB
 
 # Bytes a route may receive, by path under the API prefix. Sized for the
 # largest valid request written with every character JSON-escaped (`\uXXXX`,
@@ -30,6 +32,13 @@ KIB = 1024
 # segment stands for any one path segment.
 AUTH_BODY_BYTES = 16 * KIB
 AGENT_BODY_BYTES = 160 * KIB
+# Stripe events are small JSON documents; an invoice with many lines is the largest.
+STRIPE_WEBHOOK_BODY_BYTES = 512 * KIB
+# Cloud storage (app.storage.schemas): a record's blob of at most 1 MiB as base64, with
+# room for every `/` escaped (`\/`); an upsert of many items with their vectors (send
+# fewer per request past it); a search's query vector or blob; a delete's ids.
+RECORD_BODY_BYTES = 3 * MIB
+VECTORS_UPSERT_BODY_BYTES = 16 * MIB
 ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/auth/register": AUTH_BODY_BYTES,
     "/auth/login": AUTH_BODY_BYTES,
@@ -41,7 +50,17 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/agents/local/{id}": AGENT_BODY_BYTES,
     "/agents/journey/start": AUTH_BODY_BYTES,
     "/agents/journey/message": AUTH_BODY_BYTES,
+    "/billing/checkout": 4 * KIB,  # a tier and a seat count
+    "/billing/portal": 1 * KIB,  # no body is read
+    "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,
+    "/storage/records": RECORD_BODY_BYTES,
+    "/storage/records/{id}": RECORD_BODY_BYTES,
+    "/storage/vectors/upsert": VECTORS_UPSERT_BODY_BYTES,
+    "/storage/vectors/search": MIB,
+    "/storage/vectors": 256 * KIB,
 }
+# A path segment that stands for any one segment (an id) in `ROUTE_BODY_LIMITS`.
+ANY_ID = "{id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +72,20 @@ class BodyLimits:
 
     @classmethod
     def for_api(cls, settings: Settings, *, prefix: str) -> BodyLimits:
-        """`ROUTE_BODY_LIMITS` mounted under `prefix`, HTTP_MAX_BODY_BYTES for the rest."""
+        """`ROUTE_BODY_LIMITS` and backups mounted under `prefix`, HTTP_MAX_BODY_BYTES for
+        the rest."""
         routes = {prefix + path: limit for path, limit in ROUTE_BODY_LIMITS.items()}
+        routes[prefix + "/backup"] = settings.backup_max_bytes
         return cls(default=settings.http_max_body_bytes, by_path=routes)
 
     def for_path(self, path: str) -> int:
         # `/chat/` is redirected to `/chat`; it must not get a smaller limit on the way.
         path = path.rstrip("/") or "/"
-        if path in self.by_path:
-            return self.by_path[path]
+        exact = self.by_path.get(path)
+        if exact is not None:
+            return exact
         parent, _, _ = path.rpartition("/")
-        return self.by_path.get(parent + "/{id}", self.default)
+        return self.by_path.get(f"{parent}/{ANY_ID}", self.default)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -58,6 +58,11 @@ class AppError(Exception):
         self.headers = headers
 
 
+class ForbiddenError(AppError):
+    status_code = 403
+    detail = "Forbidden"
+
+
 class NotFoundError(AppError):
     status_code = 404
     detail = "Not found"
@@ -103,6 +108,13 @@ class ServiceUnavailableError(_RetryLaterError):
     status_code = 503
     frame_code = ErrorCode.SERVICE_UNAVAILABLE
     detail = "Service unavailable"
+
+
+class BadGatewayError(AppError):
+    """A service the server depends on (the payment provider) answered with a failure."""
+
+    status_code = 502
+    detail = "An upstream service failed"
 
 
 class ModelNotConfiguredError(ServiceUnavailableError):

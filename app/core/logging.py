@@ -1,8 +1,11 @@
-"""Structured JSON logs, and one log line per HTTP request.
+"""Structured JSON logs, and one log line (and the HTTP metrics) per HTTP request.
 
 Every line is one JSON object. The request middleware gives each request an id
 (`X-Request-ID` from the client when it is sane, otherwise a fresh one), echoes
-it back, and stamps it on every log line written while the request runs. Only
+it back, and stamps it on every log line written while the request runs; a
+device chat request stamps its own `request_id` the same way (`request_id_var`).
+Every answered request is counted by route template, method and status, and
+every 429 as a rate-limit refusal, whichever limiter refused it. Only
 the path is logged, never the query string: the device socket carries its
 token there (and lines from libraries that do print it are redacted).
 
@@ -28,10 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.database import is_database_unavailable
 from app.core.errors import unexpected_error_response
+from app.observability import metrics
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 REQUEST_ID_HEADER = "x-request-id"
+HTTP_TOO_MANY_REQUESTS = 429
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -189,6 +194,18 @@ def configure_logging(level: str) -> None:
     )
 
 
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/v1/memory/core/{key}`), never the raw path.
+
+    FastAPI resolves routes of included routers lazily: the route in the scope
+    knows its path without the routers' prefixes, the effective route context
+    FastAPI records beside it has the whole template. Tested end to end.
+    """
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else metrics.UNMATCHED_ROUTE
+
+
 def _request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
@@ -244,6 +261,12 @@ class RequestContextMiddleware:
             if not response_started:
                 await unexpected_error_response(exc)(scope, receive, send_with_request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            metrics.HTTP_DURATION.labels(route, scope["method"]).observe(elapsed)
+            if status == HTTP_TOO_MANY_REQUESTS:
+                metrics.RATE_LIMITED.labels("http").inc()
             logger.info(
                 "request",
                 extra={
@@ -251,6 +274,6 @@ class RequestContextMiddleware:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )

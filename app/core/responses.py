@@ -4,7 +4,8 @@ Every answer here has the one error shape, `{"detail": "..."}` (see
 `app.core.errors`). Routers take `EVERY_ROUTE` as their `responses=`; a route
 adds `JSON_BODY` when it reads a JSON body, `AUTHENTICATED` when it needs an
 access token, and `error(...)` for answers of its own. FastAPI declares 422
-itself on routes with parameters.
+itself on routes with parameters; a route that also refuses with a 422 of its
+own declares `error(422, ..., model=UnprocessableDetail)`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ Responses = dict[int | str, dict[str, Any]]
 
 class ErrorDetail(BaseModel):
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableDetail(BaseModel):
+    """A 422 of a route that refuses more than its fields' shapes: FastAPI's list of
+    validation issues, or one sentence for what the fields alone cannot show."""
+
+    detail: str | list[ValidationIssue]
 
 
 _RETRY_AFTER = {

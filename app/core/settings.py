@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.database_urls import sqlalchemy_url
@@ -24,7 +24,18 @@ class Environment(StrEnum):
     PROD = "prod"
 
 
+GIB = 1024**3
+
 DEFAULT_CORS_ORIGINS = ["app://*", "http://localhost:*", "http://127.0.0.1:*"]
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, in US dollars per million tokens (LLM_PRICES)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
 
 
 def _split_commas(value: object) -> object:
@@ -86,6 +97,11 @@ class Settings(BaseSettings):
     # Messages of a thread the supervisor keeps (and sends) at most; older ones are dropped.
     history_max_messages: int = Field(default=40, ge=4)
     default_timezone: str = "UTC"
+
+    # Prices that replace LiteLLM's bundled cost map, per model string, in USD per
+    # million tokens: '{"openai/my-model": {"input": 0.15, "output": 0.6}}'. Models in
+    # neither (local ones such as ollama_chat/...) cost 0.
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     # Embeddings (LiteLLM) for associative memory and note indexing; off when unset.
     embedding_model: str | None = None
@@ -157,9 +173,80 @@ class Settings(BaseSettings):
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
+    # Observability (README, "Usage, metrics and traces"). GET /metrics asks for this
+    # bearer token when it is set; traces are exported over OTLP/HTTP only when the
+    # endpoint is set (e.g. http://collector:4318).
+    metrics_token: SecretStr | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "adiuva-server"
+
+    # Requests per minute (app.tiers): per user by tier (team: per seat), per client address
+    # for unauthenticated routes, and failed logins per email before a LOGIN_LOCK_S lock.
+    rate_limit_free: int = Field(default=20, ge=1)
+    rate_limit_pro: int = Field(default=60, ge=1)
+    rate_limit_power: int = Field(default=120, ge=1)
+    rate_limit_team: int = Field(default=200, ge=1)
+    rate_limit_anonymous: int = Field(default=60, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_s: int = Field(default=60, ge=1)
+    # Where the limiter keeps its counts: in this process, or shared by every instance
+    # (`redis://…`, with `limits[async-redis]` installed); README, Rate limits.
+    rate_limit_storage_uri: str = "memory://"
+
+    # Billing with Stripe (app.billing); unset: the billing routes answer 503 naming them.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_price_pro: str | None = None
+    stripe_price_power: str | None = None
+    stripe_price_team: str | None = None
+    billing_success_url: str | None = None
+    billing_cancel_url: str | None = None
+    # Where Stripe's customer portal sends the user back to; unset: BILLING_SUCCESS_URL.
+    billing_portal_return_url: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+
+    # End-to-end encrypted cloud storage (app.storage; README, Cloud storage). Blobs live
+    # under DATA_DIR/blobs unless S3_BUCKET is set; then in that bucket of S3 or any
+    # S3-compatible store at S3_ENDPOINT_URL. Credentials left unset come from the usual
+    # AWS_* environment variables (or the instance's role).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # A backup body larger than this is refused with 413 before it is read.
+    backup_max_bytes: int = Field(default=GIB, ge=1)
+    # Backups kept per user; an upload past it removes the oldest.
+    backup_keep: int = Field(default=10, ge=1)
+    # Blobs without a metadata row (a crash between writing one and committing its row)
+    # are removed once older than STORAGE_ORPHAN_AGE_S, by a sweep every
+    # STORAGE_SWEEP_INTERVAL_S.
+    storage_orphan_age_s: float = Field(default=3600.0, gt=0)
+    storage_sweep_interval_s: float = Field(default=3600.0, gt=0)
+
     _split = field_validator(
         "encryption_old_keys", "cors_origins", "llm_fallback_models", mode="before"
     )(_split_commas)
+
+    @field_validator(
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "stripe_price_pro",
+        "stripe_price_power",
+        "stripe_price_team",
+        "billing_success_url",
+        "billing_cancel_url",
+        "billing_portal_return_url",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `STRIPE_SECRET_KEY=` in a .env file means "not configured", not an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
@@ -181,6 +268,23 @@ class Settings(BaseSettings):
             msg = "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
             raise ValueError(msg)
         return level
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        """S3 settings without S3_BUCKET would be ignored (blobs on the disk): refuse."""
+        unused = [
+            name
+            for name, value in (
+                ("S3_ENDPOINT_URL", self.s3_endpoint_url),
+                ("S3_ACCESS_KEY_ID", self.s3_access_key_id),
+                ("S3_SECRET_ACCESS_KEY", self.s3_secret_access_key),
+            )
+            if value is not None
+        ]
+        if self.s3_bucket is None and unused:
+            msg = f"{', '.join(unused)} set without S3_BUCKET: set the bucket, or unset them"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _stale_runs_outlive_passes(self) -> Settings:

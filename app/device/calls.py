@@ -10,13 +10,35 @@ and every row the desktop returns for the tag filter.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Status, StatusCode
+
 from app.device.link import DeviceLink
-from protocol.errors import ClientToolError, DeviceOfflineError, ToolCallTimeoutError
+from app.observability import metrics
+from app.observability.tracing import tracer
+from protocol.errors import (
+    ClientToolError,
+    DeviceDisconnectedError,
+    DeviceOfflineError,
+    ToolCallCancelledError,
+    ToolCallTimeoutError,
+    ToolCallTooLargeError,
+)
 from protocol.frames import MUTATING_ACTIONS, Mutation, Table, ToolAction
+
+# The outcome label of a failed tool call, by its error (a bounded set).
+_OUTCOMES: dict[type[Exception], str] = {
+    ClientToolError: "client_error",
+    DeviceOfflineError: "offline",
+    DeviceDisconnectedError: "disconnected",
+    ToolCallTimeoutError: "timeout",
+    ToolCallCancelledError: "cancelled",
+    ToolCallTooLargeError: "too_large",
+}
 
 # The desktop's vector index holds notes (`vector_upsert` is only used for them).
 VECTOR_INDEX_TABLE = Table.NOTES
@@ -79,9 +101,43 @@ class CallTarget:
         call would not fit in a frame, `ClientToolError` when the desktop
         answers with an error.
         """
+        action = ToolAction(action)
+        attributes = {"adiuva.tool.action": action.value}
+        if table is not None:
+            attributes["adiuva.tool.table"] = table
+        for key, value in (("adiuva.request_id", self.request_id), ("adiuva.run_id", self.run_id)):
+            if value is not None:
+                attributes[key] = value
+        started = time.perf_counter()
+        outcome = "cancelled"  # unless it ends otherwise: the request was cancelled
+        with tracer().start_as_current_span(
+            "tool_call", attributes=attributes, record_exception=False
+        ) as span:
+            try:
+                result = await self._execute(action, table, data, filters, vector, limit)
+                outcome = "ok"
+            except Exception as exc:
+                outcome = _OUTCOMES.get(type(exc), "error")
+                span.set_status(Status(StatusCode.ERROR, outcome))
+                raise
+            finally:
+                metrics.TOOL_CALLS.labels(action.value, outcome).inc()
+                metrics.TOOL_CALL_DURATION.labels(action.value).observe(
+                    time.perf_counter() - started
+                )
+        return result
+
+    async def _execute(
+        self,
+        action: ToolAction,
+        table: str | None,
+        data: dict[str, Any] | None,
+        filters: dict[str, Any] | None,
+        vector: list[float] | None,
+        limit: int | None,
+    ) -> dict[str, Any]:
         if self.link is None:
             raise DeviceOfflineError
-        action = ToolAction(action)
         try:
             async with asyncio.timeout(self.timeout_s):
                 result = await self.link.call(

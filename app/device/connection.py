@@ -19,10 +19,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.auth.service import SESSION_ENDED
 from app.core.errors import error_frame
+from app.core.logging import request_id_var
 from app.device.calls import CallTarget
 from app.device.link import DeviceLink
 from app.device.protocol import CloseCode, DeviceProtocol, Heartbeat, now_iso
 from app.device.registry import DeviceRegistry
+from app.observability import metrics
+from app.observability.tracing import tracer
+from app.usage.ledger import UsageLedger
 from protocol.errors import DeviceDisconnectedError, ToolCallCancelledError
 from protocol.frames import (
     AgentComplete,
@@ -35,6 +39,7 @@ from protocol.frames import (
     Ping,
     ServerFrame,
     StreamEnd,
+    StreamText,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,7 +50,8 @@ class ChatTurn:
     """One chat request, as handed to the chat handler.
 
     Work appended to `after_end` runs in the background once `stream_end` has
-    been sent, so it never delays the answer (memory writes, for one).
+    been sent, so it never delays the answer (memory writes, for one). `usage`
+    is the request's ledger: its model calls and timing go into `stream_end`.
     """
 
     user_id: uuid.UUID
@@ -53,6 +59,7 @@ class ChatTurn:
     request: HomeRequest | FloatingRequest
     emit: Callable[[ServerFrame], Awaitable[None]]
     target: CallTarget  # the desktop the turn's tool calls go to
+    usage: UsageLedger
     after_end: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -100,6 +107,7 @@ class DeviceConnection:
         tool_call_timeout_s: float,
         still_signed_in: Callable[[], Awaitable[bool]],
         hello_handler: HelloHandler | None = None,
+        admit_request: Callable[[], Awaitable[None]],
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
@@ -109,6 +117,7 @@ class DeviceConnection:
         self._hello_handler = hello_handler
         self._tool_call_timeout_s = tool_call_timeout_s
         self._still_signed_in = still_signed_in
+        self._admit_request = admit_request
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, _RunningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -117,6 +126,7 @@ class DeviceConnection:
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
+        metrics.DEVICE_CONNECTIONS.inc()
         try:
             await self._receive_loop()
         except (WebSocketDisconnect, DeviceDisconnectedError):
@@ -132,6 +142,7 @@ class DeviceConnection:
             await asyncio.gather(heartbeat, *requests, return_exceptions=True)
             if self._link is not None:
                 self._registry.unbind(self._link)
+            metrics.DEVICE_CONNECTIONS.dec()
             self._log_noise()
 
     async def send(self, frame: ServerFrame) -> None:
@@ -145,6 +156,7 @@ class DeviceConnection:
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             self._closed = True
             raise DeviceDisconnectedError from exc
+        metrics.count_sent_frame(frame)
 
     async def close(self, code: int, reason: str) -> None:
         if self._websocket.application_state is WebSocketState.CONNECTED:
@@ -159,6 +171,7 @@ class DeviceConnection:
                 received = self._protocol.receive_text(message["text"])
             else:
                 received = self._protocol.receive_bytes()
+            metrics.FRAMES_RECEIVED.labels(received.frame_type).inc()
             if self._link is not None:
                 self._link.touch()
             for reply in received.replies:
@@ -206,21 +219,42 @@ class DeviceConnection:
         assert request.request_id is not None
         assert self._link is not None
         request_id = request.request_id
+        # Log lines written for this request carry its id, not the connection's.
+        request_id_var.set(request_id)
+        kind = "floating" if isinstance(request, FloatingRequest) else "home"
+        usage = UsageLedger(user_id=self._user_id, request_id=request_id)
         target = CallTarget(
             link=self._link, timeout_s=self._tool_call_timeout_s, request_id=request_id
         )
+
+        async def emit(frame: ServerFrame) -> None:
+            if isinstance(frame, StreamText):
+                usage.first_text()
+            await self.send(frame)
+
         turn = ChatTurn(
             user_id=self._user_id,
             device_id=self._link.device_id,
             request=request,
-            emit=self.send,
+            emit=emit,
             target=target,
+            usage=usage,
         )
         running = self._requests[request_id]
         running.started = True
+        admitted = False
         try:
             if not running.cancelled:
-                await self._chat_handler(turn)
+                with tracer().start_as_current_span(
+                    "device chat request",
+                    attributes={"adiuva.request_id": request_id, "adiuva.turn.kind": kind},
+                    record_exception=False,  # an exception's text may quote the user
+                ):
+                    # The user's request rate limit: past it, `rate_limited` then
+                    # stream_end (its usage all zero), and no turn in the metrics.
+                    await self._admit_request()
+                    admitted = True
+                    await self._chat_handler(turn)
         except asyncio.CancelledError:
             if self._closed:
                 raise
@@ -236,7 +270,12 @@ class DeviceConnection:
             self._link.fail_request(request_id, ToolCallCancelledError())
             self._protocol.request_finished(request_id)
             self._requests.pop(request_id, None)
-        await self._send_quietly(StreamEnd(request_id=request_id, mutations=target.mutations))
+        summary = usage.summary()
+        await self._send_quietly(
+            StreamEnd(request_id=request_id, mutations=target.mutations, usage=summary)
+        )
+        if admitted:
+            metrics.observe_turn(kind, summary)
         for work in turn.after_end:
             self._in_background(work)
 

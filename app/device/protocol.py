@@ -41,6 +41,7 @@ from protocol.frames import (
     StreamText,
     ToolCall,
     ToolResult,
+    TurnUsage,
     client_frame_adapter,
 )
 
@@ -55,6 +56,10 @@ _TOO_DEEP = f"frame nests objects and arrays more than {MAX_JSON_DEPTH} levels d
 # Heartbeats and answers to our own calls are never rate limited: refusing them
 # would break the connection or the server's own requests.
 _UNLIMITED_FRAMES = (Ping, Pong)
+# The `usage` of a request refused before it ran: no model call, no time spent.
+NOTHING_USED = TurnUsage(
+    model_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, duration_ms=0
+)
 
 
 class CloseCode(IntEnum):
@@ -102,6 +107,8 @@ class Received:
 
     replies: list[ServerFrame] = field(default_factory=list)
     frame: ClientFrame | None = None  # a frame for the application to act on
+    # The received frame's `type` once it validated; "invalid" for one that did not.
+    frame_type: str = "invalid"
     result: ToolResult | None = None  # the answer to a call that is waiting for it
     close: CloseRequest | None = None  # set when the connection must end after the replies
 
@@ -221,6 +228,11 @@ class DeviceProtocol:
             return self._invalid(
                 ErrorCode.INVALID_FRAME, _validation_message(exc), request_id=request_id
             )
+        received = self._receive_frame(frame, raw)
+        received.frame_type = frame.type
+        return received
+
+    def _receive_frame(self, frame: ClientFrame, raw: dict[str, object]) -> Received:
         if isinstance(frame, _UNLIMITED_FRAMES):
             return self._dispatch(frame)
         answer = None
@@ -230,12 +242,18 @@ class DeviceProtocol:
                 return Received(result=frame)  # answers to our own calls are free
         retry_after = self._limiter.acquire()
         if retry_after is not None:
+            request_id = _request_id_of(raw)
             refused = self._error(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.limits.messages_per_minute} frames per minute",
-                request_id=_request_id_of(raw),
+                request_id=request_id,
                 retry_after=retry_after,
             )
+            if isinstance(frame, ChatRequest) and request_id and request_id not in self.inflight:
+                # Like a request over the user's limit: `rate_limited` ends it with stream_end.
+                refused.replies.append(
+                    StreamEnd(request_id=request_id, mutations=[], usage=NOTHING_USED)
+                )
             return self._count_noise(Noise.RATE_LIMITED, refused)
         if answer is Answer.LATE:
             return Received()  # the call timed out or its request ended: ignored

@@ -15,6 +15,8 @@ from app.device.connection import DeviceConnection
 from app.device.dependencies import ChatHandlerDep, DeviceRegistryDep, HelloHandlerDep
 from app.device.protocol import CloseCode, DeviceProtocol, ProtocolLimits
 from app.device.registry import ConnectionLimitError
+from app.tiers.dependencies import RateLimiterDep
+from app.tiers.rate_limits import limit_user
 from protocol.frames import Error, ErrorCode
 
 router = APIRouter()
@@ -40,6 +42,7 @@ async def device_socket(
     registry: DeviceRegistryDep,
     chat_handler: ChatHandlerDep,
     hello_handler: HelloHandlerDep,
+    limiter: RateLimiterDep,
     token: str = "",
 ) -> None:
     try:
@@ -69,6 +72,12 @@ async def device_socket(
                 session=session, session_id=signed_in.session_id
             )
 
+    async def admit_request() -> None:
+        # The plan is read per request, so an upgrade applies to the very next one.
+        async with sessionmaker() as session:
+            plan = await auth_service.plan_of(session=session, user_id=user.id)
+        await limit_user(limiter=limiter, settings=settings, user_id=user.id, plan=plan)
+
     try:
         registry.reserve(user.id)
     except ConnectionLimitError as exc:
@@ -90,6 +99,7 @@ async def device_socket(
             tool_call_timeout_s=settings.tool_call_timeout_s,
             still_signed_in=still_signed_in,
             hello_handler=hello_handler,
+            admit_request=admit_request,
         )
         await connection.run()
     finally:

@@ -7,11 +7,14 @@ from fastapi import APIRouter, Response, status
 from app.auth.dependencies import CurrentUser
 from app.core.dependencies import KeyringDep, SessionDep, SettingsDep
 from app.core.errors import NotFoundError
+from app.core.logging import request_id_var
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 from app.memory import control, core
 from app.memory.cipher import UserCipher
 from app.memory.embeddings import embed
 from app.memory.schemas import EmbedRequest, EmbedResponse, MemoryCounts, MemoryOverview
+from app.usage.dependencies import UsageRecorderDep
+from app.usage.ledger import UsageLedger
 
 router = APIRouter(tags=["memory"], responses=EVERY_ROUTE)
 
@@ -58,6 +61,9 @@ async def forget_all(user: CurrentUser, session: SessionDep) -> Response:
         **error(503, "No embedding model is configured, or the server is temporarily unavailable."),
     },
 )
-async def embed_text(body: EmbedRequest, user: CurrentUser, settings: SettingsDep) -> EmbedResponse:
+async def embed_text(
+    body: EmbedRequest, user: CurrentUser, settings: SettingsDep, usage: UsageRecorderDep
+) -> EmbedResponse:
     """The embedding of `text`, for the desktop's local vector index."""
-    return EmbedResponse(vector=await embed(settings, body.text))
+    with usage.attributed(UsageLedger(user_id=user.id, request_id=request_id_var.get())):
+        return EmbedResponse(vector=await embed(settings, body.text))

@@ -26,10 +26,21 @@ APP_TABLES = {
     "associative_memory",
     "episodes",
     "proactive_patterns",
+    "billing_customers",
+    "billing_subscriptions",
+    "billing_events",
+    "model_usage",
     "batch_agents",
     "batch_runs",
     "batch_processed_chunks",
     "batch_journey_sessions",
+    "batch_queued_suggestions",
+    "oauth_states",
+    "oauth_connections",
+    "storage_accounts",
+    "storage_records",
+    "storage_vectors",
+    "storage_backups",
 }
 
 

@@ -217,10 +217,18 @@ def test_rate_limit_refuses_with_retry_after_then_recovers() -> None:
         assert send(protocol, {"type": "home_request", "request_id": f"r{n}", "message": "a"}).frame
 
     clock.now += 1
-    error = only_error(send(protocol, {"type": "home_request", "request_id": "r9", "message": "a"}))
+    refused = send(protocol, {"type": "home_request", "request_id": "r9", "message": "a"})
+    error, end = refused.replies
 
+    assert refused.frame is None
+    assert isinstance(error, Error)
     assert error.code == "rate_limited"
     assert error.retry_after == pytest.approx(57.0)
+    # `rate_limited` ends a chat request with its stream_end, as the user's limit does.
+    assert isinstance(end, StreamEnd)
+    assert (end.request_id, end.mutations) == ("r9", [])
+    assert end.usage is not None
+    assert (end.usage.model_calls, end.usage.cost_usd, end.usage.duration_ms) == (0, 0.0, 0)
     assert "r9" not in protocol.inflight
     # Heartbeats and tool results are never limited.
     assert send(protocol, {"type": "ping"}).replies[0].type == "pong"
@@ -375,7 +383,7 @@ def test_invalid_frames_count_against_the_rate_limit() -> None:
     for _ in range(4):  # the hello was the first frame of the minute
         only_error(protocol.receive_text("not json"))
 
-    error = only_error(send(protocol, {"type": "home_request", "request_id": "r1", "message": "a"}))
+    error = only_error(send(protocol, {"type": "cancel", "request_id": "r1"}))
 
     assert error.code == "rate_limited"
 

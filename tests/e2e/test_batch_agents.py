@@ -27,15 +27,19 @@ from app.core.settings import Settings
 from devclient.agent_files import SharedFolders
 from devclient.client import DeviceClient, Frame, tool_result_payload
 from tests.e2e.conftest import Account, Live, running
+from tests.e2e.test_observability import sample
+from tests.e2e.test_usage import usage_rows
 from tests.llm.extraction import ExtractionScript, file_asked
 from tests.llm.scripted_openai import scripted_llm
 from tests.memory.test_memory_service import dump_database
 
-# The loop never fires during a test (tests run passes themselves).
+# The loop never fires during a test (tests run passes themselves). The tests poll the
+# run log every 50 ms, far past the free plan's 20 requests a minute.
 BATCH_DEFAULTS: dict[str, Any] = {
     "batch_scheduler_interval_s": 3600.0,
     "batch_stale_run_s": 7200.0,
     "batch_idle_timeout_s": 10.0,
+    "rate_limit_free": 100_000,
 }
 RUN_TIMEOUT_S = 20.0
 
@@ -96,6 +100,15 @@ class Batch(Live):
         assert response.status_code == 202, response.text
         assert response.json()["ok"] is True
         return str(response.json()["run_id"])
+
+    async def held_run(self, folder: Path) -> tuple[Account, HeldRuns, str]:
+        """A ready account and agent, and one of its runs started and held on the desktop
+        (`held.client`)."""
+        account, client, agent = await self.ready(folder)
+        held = client.on_agent_run = HeldRuns(client)
+        run_id = await self.run_now(account, agent["id"])
+        await self.until(lambda: bool(held.started))
+        return account, held, run_id
 
     async def runs(self, account: Account, agent_id: str | None = None) -> list[dict[str, Any]]:
         params = {"agent_id": agent_id} if agent_id else {}
@@ -235,6 +248,67 @@ async def test_a_run_turns_files_into_unapproved_suggestions_in_the_desktop_data
     for insert in calls(client, "insert"):
         assert not {"id", "createdAt", "updatedAt"} & set(insert["data"])
     assert asked_files(batch) == ["acme.md", "bob.txt"]  # the PDF was never sent
+
+
+async def metrics(batch: Batch) -> str:
+    """The `/metrics` exposition now (the registry is the process's: compare before and after)."""
+    response = await batch.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+async def test_a_runs_extraction_calls_are_stored_as_its_usage_and_counted(
+    batch: Batch, folder: Path
+) -> None:
+    account, _, agent = await batch.ready(folder)
+    batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
+    before = await metrics(batch)
+
+    run_id = await batch.run_now(account, agent["id"])
+    assert (await batch.finished(account, run_id))["status"] == "success"
+
+    rows = await usage_rows(batch, account.user_id)
+    assert [row["role"] for row in rows] == ["extraction", "extraction"]  # one call per file
+    assert {(row["run_id"], row["request_id"]) for row in rows} == {(run_id, None)}
+    assert {row["model"] for row in rows} == {"openai/scripted"}
+    assert batch.llm is not None
+    assert sorted(row["prompt_tokens"] for row in rows) == sorted(batch.llm.prompt_tokens)
+    assert all(row["completion_tokens"] > 0 for row in rows)
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+    assert sample(after, "adiuva_model_calls_total", role="extraction", outcome="ok") == 2 + sample(
+        before, "adiuva_model_calls_total", role="extraction", outcome="ok"
+    )
+    assert sample(after, "adiuva_model_tokens_total", role="extraction", kind="prompt") == sum(
+        batch.llm.prompt_tokens
+    ) + sample(before, "adiuva_model_tokens_total", role="extraction", kind="prompt")
+    # The schedule claimed nothing: no lateness observed for a manual run.
+    lag = "adiuva_batch_scheduler_lag_seconds_count"
+    assert sample(after, lag) == sample(before, lag)
+
+
+async def test_a_failed_extraction_call_is_counted_not_stored_and_the_run_partial(
+    batch: Batch, folder: Path
+) -> None:
+    account, _, agent = await batch.ready(folder)
+    batch.script.items["acme.md"] = {"tasks": [{"title": "Send the invoice"}]}
+    batch.script.failing.add("bob.txt")
+    before = await metrics(batch)
+
+    run_id = await batch.run_now(account, agent["id"])
+    assert (await batch.finished(account, run_id))["status"] == "partial"
+
+    rows = await usage_rows(batch, account.user_id)
+    assert [(row["role"], row["run_id"]) for row in rows] == [("extraction", run_id)]
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="partial") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="partial"
+    )
+    assert sample(after, "adiuva_model_calls_total", role="extraction", outcome="error") >= 1 + (
+        sample(before, "adiuva_model_calls_total", role="extraction", outcome="error")
+    )
 
 
 async def test_the_prompt_holds_the_template_the_file_today_and_the_projects(
@@ -448,10 +522,7 @@ async def test_a_desktop_leaving_while_an_insert_is_pending_ends_the_run_at_once
 async def test_a_server_shutting_down_ends_its_runs_as_interrupted(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(held.started))
+    account, _held, run_id = await batch.held_run(folder)
 
     await batch.scheduler.close()
 
@@ -509,10 +580,8 @@ async def test_an_oversized_agent_data_frame_is_refused_and_the_run_goes_on(
 async def test_invalid_agent_frames_get_errors_and_change_nothing(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(held.started))
+    account, held, run_id = await batch.held_run(folder)
+    client = held.client
     for raw in [
         '{"type": "agent_data", "run_id": "' + run_id + '", "files": "nope"}',
         '{"type": "agent_complete", "run_id": "' + run_id + '", "files_read": -1}',
@@ -610,6 +679,8 @@ async def test_an_overdue_agent_runs_once_when_its_desktop_says_hello(
 
 async def test_overdue_agents_of_one_desktop_run_one_at_a_time(batch: Batch, folder: Path) -> None:
     account = await batch.account()
+    # Three enabled agents: more than the free plan's two.
+    await batch.sql("UPDATE users SET tier = 'pro' WHERE id = :id", id=account.user_id)
     agents = [await batch.create_agent(account, folder, name=f"Agent {n}") for n in range(3)]
     for agent in agents:
         await make_due(batch, agent["id"], slots_missed=1)
@@ -647,6 +718,28 @@ async def test_the_scheduler_claims_a_due_slot_once(batch: Batch, folder: Path) 
     assert len(client.agent_runs) == 1
 
 
+async def test_the_scheduler_pass_observes_how_late_it_claimed_a_slot(
+    batch: Batch, folder: Path
+) -> None:
+    batch.app.state.hello_handler = None  # the pass claims the slot, not a catch-up
+    account, _, agent = await batch.ready(folder, schedule_cron="*/5 * * * *")
+    await make_due(batch, agent["id"], slots_missed=3)  # due 15 minutes ago
+    before = await metrics(batch)
+
+    [claimed] = await batch.scheduler.run_pass()
+    await batch.finished(account, str(claimed.run_id))
+
+    after = await metrics(batch)
+    lag = "adiuva_batch_scheduler_lag_seconds"
+    assert sample(after, f"{lag}_count") == sample(before, f"{lag}_count") + 1
+    late_by = sample(after, f"{lag}_sum") - sample(before, f"{lag}_sum")
+    assert 15 * 60 <= late_by < 16 * 60
+    assert sample(after, f"{lag}_bucket", le="900.0") == sample(before, f"{lag}_bucket", le="900.0")
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+
+
 async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
     batch: Batch, folder: Path
 ) -> None:
@@ -667,8 +760,13 @@ async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
     blocked = await batch.http("POST", f"/api/v1/agents/{agent['id']}/run", account.token)
     assert blocked.status_code == 409
 
+    before = await metrics(batch)
     await batch.scheduler.run_pass()
 
+    after = await metrics(batch)
+    assert sample(after, "adiuva_batch_runs_total", status="error") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="error"
+    )
     [recovered] = [r for r in await batch.runs(account) if r["id"] == str(crashed)]
     assert recovered["status"] == "error"
     assert recovered["errors"] == ["interrupted: the server running it stopped before it ended"]
@@ -680,10 +778,7 @@ async def test_a_run_left_running_by_a_crashed_instance_is_recovered(
 async def test_a_live_run_waiting_its_turn_is_not_taken_for_stale(
     batch: Batch, folder: Path
 ) -> None:
-    account, client, agent = await batch.ready(folder)
-    held = client.on_agent_run = HeldRuns(client)
-    run_id = await batch.run_now(account, agent["id"])
-    await batch.until(lambda: bool(client.agent_runs))
+    account, held, run_id = await batch.held_run(folder)
     await batch.sql("UPDATE batch_runs SET touched_at = now() - interval '3 hours'")
 
     await batch.scheduler.run_pass()  # refreshes its own runs before recovering orphans

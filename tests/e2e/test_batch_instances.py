@@ -54,6 +54,8 @@ async def two_servers(
         "LLM_MAX_RETRIES": "0",
         "BATCH_SCHEDULER_INTERVAL_S": "0.2",
         "BATCH_STALE_RUN_S": "60",
+        # The test polls the run log every 50 ms, far past the free plan's 20 a minute.
+        "RATE_LIMIT_FREE": "100000",
     }
     servers = [ServerProcess(data_dir=tmp_path / f"var-{n}", env=env) for n in range(2)]
     for server in servers:

@@ -23,6 +23,11 @@ from tests.llm.scripted_openai import ChatRequest, ErrorReply, ReplyLike, TextRe
 INVENTED = "f" * 32
 
 
+WITH_AND_WITHOUT_FALLBACKS = pytest.mark.parametrize(
+    "live_settings", [{}, {"llm_fallback_models": ["openai/backup"]}], ids=["model", "router"]
+)
+
+
 def seed(client: DeviceClient, table: str, **data: Any) -> dict[str, Any]:
     row: dict[str, Any] = client.store.execute(action="insert", table=table, data=data)["row"]
     return row
@@ -380,6 +385,24 @@ async def test_prompts_offer_each_model_only_its_own_tools(assistant: Live) -> N
     assert "general-purpose" not in supervisor.tool("task").description
 
 
+@WITH_AND_WITHOUT_FALLBACKS
+async def test_only_the_supervisor_streams_a_sub_agent_reads_its_answer_whole(
+    assistant: Live,
+) -> None:
+    client = await assistant.desktop(await assistant.account())
+    seed(client, "tasks", title="Invoice ACME")
+    assistant.policy.plan(
+        "list my tasks", agent="task_agent", tool="list_tasks", args={}, answer=tagged("task")
+    )
+
+    answer = await client.chat("list my tasks")
+
+    streamed = [("task" in r.tool_names, r.stream) for r in assistant.llm.requests]  # type: ignore[union-attr]
+    assert streamed == [(True, True), (False, False), (False, False), (True, True)]
+    assert answer.types.count("stream_text") > 1
+    assert ids_in(answer.text)  # the sub-agent's whole report reached the supervisor
+
+
 @pytest.mark.parametrize("live_settings", [{"llm_fallback_models": ["openai/backup"]}])
 async def test_a_failing_model_falls_back_to_the_next(assistant: Live) -> None:
     client = await assistant.desktop(await assistant.account())
@@ -425,6 +448,7 @@ async def episodes(assistant: Live, token: str) -> int:
     return counts
 
 
+@WITH_AND_WITHOUT_FALLBACKS
 async def test_a_cut_answer_is_an_llm_error_and_is_not_remembered(assistant: Live) -> None:
     account = await assistant.account()
     client = await assistant.desktop(account)
@@ -458,7 +482,11 @@ async def test_a_cut_answer_over_rest_is_503_and_not_stored(assistant: Live) -> 
     assert "half an ans" not in json.dumps(assistant.llm.requests[-1].body)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("live_settings", [{"llm_max_retries": 1}])
+@pytest.mark.parametrize(
+    "live_settings",
+    [{"llm_max_retries": 1}, {"llm_max_retries": 1, "llm_fallback_models": ["openai/backup"]}],
+    ids=["model", "router"],
+)
 async def test_a_stream_cut_before_any_output_is_retried(assistant: Live) -> None:
     client = await assistant.desktop(await assistant.account())
     cut_once(assistant, "")

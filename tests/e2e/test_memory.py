@@ -13,6 +13,7 @@ from app.core.settings import Settings
 from app.memory.turns import TurnMemory
 from tests.e2e.conftest import Live, running
 from tests.e2e.server_process import free_port
+from tests.llm.scripted_openai import hash_embedding
 from tests.master_key import rotate_master_key
 from tests.memory.test_memory_service import dump_database
 
@@ -147,12 +148,24 @@ async def test_embed_endpoint(assistant: Live) -> None:
     anonymous = await assistant.post("/api/v1/storage/vectors/embed", None, {"text": "hello"})
 
     assert ok.status_code == 200
-    assert len(ok.json()["vector"]) == 1536
+    assert ok.json()["vector"] == pytest.approx(hash_embedding("hello", 1536), abs=1e-7)
+    assert assistant.llm.embedding_requests[0].encoding_format == "base64"  # type: ignore[union-attr]
     assert (empty.status_code, huge.status_code, anonymous.status_code) == (422, 413, 401)
     assistant.llm.embedder = lambda text, dims: 1 / 0  # type: ignore[union-attr,return-value]
     failing = await assistant.post("/api/v1/storage/vectors/embed", account.token, {"text": "hi"})
     assert failing.status_code == 502
     assert failing.json() == {"detail": "The embedding provider failed; try again later."}
+
+
+@pytest.mark.parametrize("live_settings", [EMBEDDINGS])
+async def test_a_provider_answering_in_floats_is_understood_too(assistant: Live) -> None:
+    account = await assistant.account()
+    assistant.llm.floats_only = True  # type: ignore[union-attr]
+
+    ok = await assistant.post("/api/v1/storage/vectors/embed", account.token, {"text": "hello"})
+
+    assert ok.status_code == 200
+    assert ok.json()["vector"] == pytest.approx(hash_embedding("hello", 1536), abs=1e-7)
 
 
 async def test_embed_endpoint_without_a_model_is_503(assistant: Live) -> None:

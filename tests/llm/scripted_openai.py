@@ -19,8 +19,8 @@ awaitable of one. `usage.prompt_tokens` is a rough estimate, a quarter of the
 characters of the JSON-encoded messages and tools, so benchmarks can compare prompt
 sizes; the same number is on `ChatRequest.prompt_tokens`.
 
-The server runs with uvicorn inside the current event loop, like
-`tests.e2e.live_server`, on a socket bound before start-up (no port race).
+The server runs with uvicorn inside the current event loop
+(`tests.loopback.serve_on_loopback`), on a socket bound before start-up.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import inspect
 import itertools
 import json
 import math
-import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -40,7 +39,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -58,6 +56,7 @@ from tests.llm.replies import (
     numbered_calls,
     split_pieces,
 )
+from tests.loopback import serve_on_loopback
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
@@ -81,7 +80,6 @@ __all__ = [
 ]
 
 DEFAULT_EMBEDDING_DIMENSIONS = 8
-STARTUP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -255,7 +253,9 @@ class ScriptedLLM:
 
     Attributes are plain and may be changed while serving: assign `policy` to swap
     the script, `chunk_size` to change how text is cut, `chunk_delay` to pause between
-    streamed chunks (seconds, to simulate a slow model), `embedder` to change vectors.
+    streamed chunks (seconds, to simulate a slow model), `embedder` to change vectors,
+    `floats_only` to answer embeddings in JSON numbers whatever was asked (as providers
+    without `encoding_format` do).
     """
 
     def __init__(
@@ -271,6 +271,7 @@ class ScriptedLLM:
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.embedder = embedder
+        self.floats_only = False
         self.port = 0
         self.requests: list[ChatRequest] = []
         """Every chat request received, in order (error replies included)."""
@@ -378,7 +379,7 @@ class ScriptedLLM:
         for index, text in enumerate(texts):
             vector = [float(value) for value in self.embedder(text, dimensions)]
             embedding: list[float] | str = vector
-            if encoding_format == "base64":
+            if encoding_format == "base64" and not self.floats_only:
                 embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = estimate_tokens(sum(len(text) for text in texts))
@@ -517,39 +518,9 @@ async def scripted_llm(
     replies): code under test may have swallowed the HTTP error it caused.
     """
     llm = ScriptedLLM(policy, chunk_size=chunk_size, chunk_delay=chunk_delay, embedder=embedder)
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
-    # when the listening socket says TCP, and without it every reused
-    # keep-alive connection stalls ~40 ms (Nagle against delayed ACKs).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    llm.port = int(sock.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(
-            llm.app,
-            host="127.0.0.1",
-            port=llm.port,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            while not server.started:
-                if task.done():
-                    await task  # raises the start-up error
-                    msg = "the scripted LLM server stopped during start-up"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.005)
+    async with serve_on_loopback(llm.app) as port:
+        llm.port = port
         yield llm
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
     if strict and llm.policy_errors:
         msg = f"the scripted policy raised {len(llm.policy_errors)} time(s): {llm.policy_errors}"
         raise PolicyFailedError(msg) from llm.policy_errors[0]

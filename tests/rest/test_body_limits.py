@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,9 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from app.core.body_limit import AUTH_BODY_BYTES, ROUTE_BODY_LIMITS
+from app.core.body_limit import (
+    AUTH_BODY_BYTES,
+    RECORD_BODY_BYTES,
+    ROUTE_BODY_LIMITS,
+    VECTORS_UPSERT_BODY_BYTES,
+)
 from app.core.settings import Settings
 from app.main import create_app
+from app.storage.schemas import RECORD_MAX_BYTES
 from tests.e2e.live_server import serve
 
 LOGIN = "/api/v1/auth/login"
@@ -204,6 +211,18 @@ def largest_valid_bodies() -> list[Any]:
             503,  # no embedding model in these tests
             id="embed",
         ),
+        pytest.param(
+            "/api/v1/storage/vectors/search",
+            {"query_vector": [-1.2345678901234567e-300] * 16_000, "top_k": 100},
+            200,  # nothing stored yet: no results
+            id="vectors-search",
+        ),
+        pytest.param(
+            "/api/v1/storage/vectors",
+            {"ids": ["i" * 128] * 1000},
+            200,
+            id="vectors-delete",
+        ),
     ]
 
 
@@ -214,13 +233,65 @@ async def test_the_largest_valid_body_of_a_route_fits_its_limit(
     token = await access_token(client)
     content = json.dumps(body, ensure_ascii=True).encode()
 
-    response = await client.post(
+    response = await client.request(
+        "DELETE" if path.endswith("/vectors") else "POST",
         path,
         content=content,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
 
     assert response.status_code == status, response.text
+
+
+async def test_the_largest_record_fits_with_every_slash_escaped(
+    client: httpx.AsyncClient,
+) -> None:
+    """A record's blob of RECORD_MAX_BYTES whose base64 is all `/`, each sent as `\\/`."""
+    token = await access_token(client)
+    blob = b"\xff" * RECORD_MAX_BYTES  # base64: "////…"
+    body = json.dumps(
+        {"table": "tasks", "blob": base64.b64encode(blob).decode(), "checksum": "0" * 64}
+    )
+    content = body.replace("/", "\\/").encode()
+    assert len(content) > 2 * RECORD_MAX_BYTES
+
+    response = await client.post(
+        "/api/v1/storage/records",
+        content=content,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+    # Read and parsed whole; refused only because the free plan has no storage.
+    assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "limit"),
+    [
+        ("POST", "/storage/records", RECORD_BODY_BYTES),
+        ("PUT", "/storage/records/2b1c2b4e-6f0e-4a8e-9d55-3a3f1f1f1f1f", RECORD_BODY_BYTES),
+        ("POST", "/storage/vectors/upsert", VECTORS_UPSERT_BODY_BYTES),
+        ("POST", "/storage/vectors/search", 1024 * 1024),
+        ("DELETE", "/storage/vectors", 256 * 1024),
+        ("PUT", "/backup", 1024**3),
+    ],
+)
+async def test_a_body_past_a_storage_routes_limit_is_refused_unread(
+    client: httpx.AsyncClient, method: str, path: str, limit: int
+) -> None:
+    token = await access_token(client)
+    body = CountingBody(total=limit + 1024 * 1024)
+
+    declared = await client.request(
+        method,
+        f"/api/v1{path}",
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Length": str(limit + 1)},
+    )
+
+    assert declared.status_code == 413
+    assert declared.json() == refused_detail(limit)
+    assert body.pulled == 0
 
 
 async def test_an_ordinary_login_still_works(client: httpx.AsyncClient) -> None:

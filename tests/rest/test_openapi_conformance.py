@@ -1,9 +1,11 @@
 """The OpenAPI document tells the truth: Schemathesis finds no 5xx and no undeclared answer.
 
 The real server runs on loopback with a scripted model behind chat and
-embeddings, and the OAuth providers configured as an operator would (their
-token endpoints on a closed loopback port: a generated request never gets as
-far as a real state), so every route can answer 200 and a 5xx is never expected.
+embeddings, the fake Stripe behind billing, and the OAuth providers configured
+as an operator would (their token endpoints on a closed loopback port: a
+generated request never gets as far as a real state), so every route can
+answer 200 and a 5xx is never expected. Rate limits are raised out of the way:
+a 429 for valid data would be a refusal Schemathesis cannot tell from a bug.
 Schemathesis (its CLI, settings in `schemathesis.toml` beside this file)
 generates requests from the document, signed in as a registered account,
 and checks each answer against what the document declares.
@@ -20,6 +22,7 @@ import httpx
 
 from app.core.settings import Settings
 from app.main import create_app
+from tests.billing.fake_stripe import billing_settings, fake_stripe
 from tests.e2e.live_server import serve
 from tests.llm.scripted_openai import ChatRequest, scripted_llm
 
@@ -67,7 +70,7 @@ async def _schemathesis(base_url: str, token: str, workdir: Path) -> tuple[int, 
 async def test_every_answer_is_declared_and_none_is_a_server_error(
     make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> None:
-    async with scripted_llm(_model_answer) as llm:
+    async with scripted_llm(_model_answer) as llm, fake_stripe() as stripe:
         settings = make_settings(
             database_url=database_url,
             llm_model="openai/scripted",
@@ -84,6 +87,10 @@ async def test_every_answer_is_declared_and_none_is_a_server_error(
             microsoft_client_id="client-id",
             microsoft_client_secret="client-secret",
             microsoft_token_url=CLOSED_PORT_URL,
+            rate_limit_free=1_000_000,
+            rate_limit_anonymous=1_000_000,
+            login_max_failures=1_000_000,
+            **billing_settings(stripe),
         )
         async with serve(create_app(settings), settings) as base_url:
             token = await _access_token(base_url)

@@ -1,8 +1,8 @@
 """Cloud connectors: OAuth states and connections, queued suggestions, waiting items per run.
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-24 10:00:00.000000
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-25 10:00:00.000000
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

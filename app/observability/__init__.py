@@ -1,0 +1,1 @@
+"""What an operator sees of the running server: Prometheus metrics and OpenTelemetry traces."""

@@ -1,0 +1,240 @@
+"""The blob store: opaque bytes under `{user_id}/{kind}/{blob_id}`, on the disk or in S3.
+
+One interface, two backends, one library: obstore (Rust's `object_store`) gives
+the local filesystem (`DATA_DIR/blobs`, the default) and any S3-compatible store
+(when S3_BUCKET is set) the same async API, with streamed uploads (multipart,
+atomic: a failed or abandoned upload leaves nothing) and streamed downloads.
+
+Keys hold two server-made UUIDs and a kind, never anything the user wrote. A
+`blob_id` names one stored version: an update writes a new blob and then
+points its row at it, so no committed row ever sees its bytes change.
+
+Every failure of the store itself (S3 down, a full disk) surfaces as
+`StorageUnavailableError` (503); a missing blob as `BlobNotFoundError` (404).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import obstore
+from obstore.exceptions import BaseError as ObjectStoreError
+from obstore.exceptions import NotFoundError as ObjectNotFoundError
+from obstore.store import LocalStore, S3Store
+
+from app.core.settings import Settings
+from app.storage.exceptions import BlobNotFoundError, StorageUnavailableError
+
+if TYPE_CHECKING:
+    from obstore import GetResult
+    from obstore.store import ClientConfig, RetryConfig, S3Config
+
+logger = logging.getLogger(__name__)
+
+BLOBS_DIRECTORY = "blobs"
+# Uploads go in parts of this size, at most this many in flight: what one upload may
+# hold in memory (S3 takes parts of at least 5 MiB).
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+UPLOAD_PARTS_IN_FLIGHT = 2
+# A streamed upload is handed to the store in pieces of about this size (fewer, larger
+# calls into the library than the server's 64 KiB reads).
+HANDOFF_BYTES = 1024 * 1024
+# Downloads are handed on in chunks of at least this size (S3), or read from the disk in
+# ranges of this size.
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+READ_RANGE_BYTES = 4 * 1024 * 1024
+# S3: a store that does not answer fails fast (after a few quick retries) with a 503,
+# while a long download may take its time as long as bytes keep coming.
+S3_CONNECT_TIMEOUT = timedelta(seconds=5)
+S3_READ_TIMEOUT = timedelta(seconds=30)
+S3_REQUEST_TIMEOUT = timedelta(hours=1)
+S3_MAX_RETRIES = 3
+S3_RETRY_TIMEOUT = timedelta(seconds=10)
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+class BlobKind(StrEnum):
+    RECORDS = "records"
+    VECTORS = "vectors"
+    BACKUPS = "backups"
+
+
+# Only keys of this shape are ever written, listed for the sweep or deleted by it: a
+# bucket shared with other data keeps the rest.
+BLOB_KEY_PATTERN = re.compile(rf"^{_UUID}/(?:{'|'.join(kind.value for kind in BlobKind)})/{_UUID}$")
+
+
+def new_blob_key(*, user_id: uuid.UUID, kind: BlobKind) -> str:
+    """A fresh key for one blob of the user's: `{user_id}/{kind}/{blob_id}`."""
+    return f"{user_id}/{kind.value}/{uuid.uuid4()}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListedBlob:
+    key: str
+    last_modified: datetime
+
+
+class BlobReader:
+    """An opened blob: its size, and its bytes as they come (`async for`).
+
+    From S3, one GET streamed; from the disk, ranges of `READ_RANGE_BYTES` read one
+    after another (the library streams a local file in 8 KiB pieces, ten times
+    slower). Either way a failure midway cuts the response short: the client sees
+    fewer bytes than Content-Length said, and the log says why.
+    """
+
+    def __init__(
+        self, store: LocalStore | S3Store, key: str, *, size: int, result: GetResult | None
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._result = result
+        self.size = size
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        if self._result is not None:
+            async for chunk in self._result.stream(min_chunk_size=DOWNLOAD_CHUNK_BYTES):
+                yield chunk
+            return
+        for start in range(0, self.size, READ_RANGE_BYTES):
+            length = min(READ_RANGE_BYTES, self.size - start)
+            yield bytes(
+                await obstore.get_range_async(self._store, self._key, start=start, length=length)
+            )
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_READ_FAILED) from exc
+
+
+_WRITE_FAILED = "Storage is unavailable; nothing was stored, try again shortly"
+_READ_FAILED = "Storage is unavailable; try again shortly"
+
+
+def _unavailable(exc: BaseException, *, detail: str) -> StorageUnavailableError:
+    logger.warning("blob store failed", extra={"error": type(exc).__name__, "cause": str(exc)})
+    return StorageUnavailableError(detail)
+
+
+class BlobStore:
+    """Where the bytes are; `description` says which backend (logged at start-up)."""
+
+    def __init__(self, store: LocalStore | S3Store, *, description: str) -> None:
+        self._store = store
+        self.description = description
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobStore:
+        """S3 (or a compatible store) when S3_BUCKET is set, else `DATA_DIR/blobs`."""
+        if settings.s3_bucket is None:
+            root = (settings.data_dir / BLOBS_DIRECTORY).resolve()
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return cls._opened(LocalStore(root, automatic_cleanup=True), f"disk {root}")
+        endpoint = settings.s3_endpoint_url
+        client: ClientConfig = {
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            "connect_timeout": S3_CONNECT_TIMEOUT,
+            "read_timeout": S3_READ_TIMEOUT,
+            "timeout": S3_REQUEST_TIMEOUT,
+        }
+        retry: RetryConfig = {"max_retries": S3_MAX_RETRIES, "retry_timeout": S3_RETRY_TIMEOUT}
+        config: S3Config = {"region": settings.s3_region}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if settings.s3_access_key_id is not None:
+            config["access_key_id"] = settings.s3_access_key_id
+        if settings.s3_secret_access_key is not None:
+            config["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+        store = S3Store(
+            settings.s3_bucket, config=config, client_options=client, retry_config=retry
+        )
+        where = endpoint or "AWS S3"
+        return cls._opened(store, f"bucket {settings.s3_bucket} at {where}")
+
+    @classmethod
+    def _opened(cls, store: LocalStore | S3Store, description: str) -> BlobStore:
+        logger.info("cloud storage blobs", extra={"store": description})
+        return cls(store, description=description)
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` in one atomic write."""
+        try:
+            await obstore.put_async(self._store, key, data, use_multipart=False)
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_WRITE_FAILED) from exc
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> None:
+        """Store what `chunks` yields under `key`, holding a few parts in memory at most.
+
+        If `chunks` raises (a checksum mismatch, a client that left), that exception
+        comes out of here unchanged and nothing is stored: the upload is aborted.
+        """
+        try:
+            await obstore.put_async(
+                self._store,
+                key,
+                chunks,
+                use_multipart=True,
+                chunk_size=UPLOAD_PART_BYTES,
+                max_concurrency=UPLOAD_PARTS_IN_FLIGHT,
+            )
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_WRITE_FAILED) from exc
+
+    async def open(self, key: str) -> BlobReader:
+        """The blob under `key`, ready to stream; 404 if there is none."""
+        try:
+            if isinstance(self._store, LocalStore):
+                meta = await obstore.head_async(self._store, key)
+                return BlobReader(self._store, key, size=meta["size"], result=None)
+            result = await obstore.get_async(self._store, key)
+        except (ObjectNotFoundError, FileNotFoundError) as exc:
+            raise BlobNotFoundError from exc
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_READ_FAILED) from exc
+        return BlobReader(self._store, key, size=result.meta["size"], result=result)
+
+    async def read(self, key: str) -> bytes:
+        """The whole blob under `key` (small blobs only: records and vector items)."""
+        reader = await self.open(key)
+        return b"".join([chunk async for chunk in reader])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove the blobs under `keys`; a key with no blob is not an error."""
+        if not keys:
+            return
+        try:
+            try:
+                await obstore.delete_async(self._store, list(keys))
+            except (ObjectNotFoundError, FileNotFoundError):
+                # The disk backend stops at the first missing file: the rest one by one.
+                for key in keys:
+                    with contextlib.suppress(ObjectNotFoundError, FileNotFoundError):
+                        await obstore.delete_async(self._store, key)
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_READ_FAILED) from exc
+
+    async def listing(self) -> AsyncIterator[list[ListedBlob]]:
+        """Every blob this server wrote, a page at a time (the orphan sweep's view)."""
+        try:
+            async for page in obstore.list(self._store, chunk_size=1000):
+                yield [
+                    ListedBlob(key=meta["path"], last_modified=meta["last_modified"])
+                    for meta in page
+                    if BLOB_KEY_PATTERN.match(meta["path"])
+                ]
+        except (ObjectStoreError, OSError) as exc:
+            raise _unavailable(exc, detail=_READ_FAILED) from exc
