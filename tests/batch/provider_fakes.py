@@ -15,17 +15,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from tests.loopback import serve_on_loopback
 
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret"
 PAGE = 2
+# The server's public base URL in the tests (only the redirect URI names it).
+PUBLIC_BASE = "https://adiuva.example"
 
 
 def _b64url(text: str) -> str:
@@ -240,3 +247,49 @@ class ProviderFakes:
 
 def _b64url_bytes(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def provider_settings(base_url: str) -> dict[str, Any]:
+    """Settings that point every provider URL at the fakes served on `base_url`."""
+    return {
+        "oauth_redirect_base": PUBLIC_BASE,
+        "google_client_id": CLIENT_ID,
+        "google_client_secret": CLIENT_SECRET,
+        "google_auth_url": f"{base_url}/google/auth",
+        "google_token_url": f"{base_url}/google/token",
+        "gmail_api_base": base_url,
+        "microsoft_client_id": CLIENT_ID,
+        "microsoft_client_secret": CLIENT_SECRET,
+        "microsoft_auth_url": f"{base_url}/ms/authorize",
+        "microsoft_token_url": f"{base_url}/ms/token",
+        "ms_graph_api_base": base_url,
+    }
+
+
+@asynccontextmanager
+async def served_fakes() -> AsyncIterator[ProviderFakes]:
+    """The fakes on a loopback port for the block (`base_url` set)."""
+    fakes = ProviderFakes()
+    async with serve_on_loopback(fakes.build()) as port:
+        fakes.base_url = f"http://127.0.0.1:{port}"
+        yield fakes
+
+
+async def consent(client: httpx.AsyncClient, headers: dict[str, str], provider: str) -> str:
+    """Authorize through `client` and play the browser: the callback path and query the
+    provider redirected to."""
+    response = await client.get(f"/api/v1/oauth/{provider}/authorize", headers=headers)
+    assert response.status_code == 200, response.text
+    async with httpx.AsyncClient() as browser:
+        redirect = await browser.get(response.json()["authorization_url"])
+    assert redirect.status_code == 302
+    location = urlparse(redirect.headers["location"])
+    assert f"{location.scheme}://{location.netloc}" == PUBLIC_BASE
+    return f"{location.path}?{location.query}"
+
+
+async def connect(client: httpx.AsyncClient, headers: dict[str, str], provider: str) -> str:
+    """The whole OAuth flow through `client`: the `encrypted_token` the callback answered."""
+    response = await client.get(await consent(client, headers, provider))
+    assert response.status_code == 200, response.text
+    return str(response.json()["encrypted_token"])

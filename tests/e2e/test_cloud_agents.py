@@ -21,15 +21,19 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from devclient.client import Frame, tool_result_payload
-from tests.batch.provider_fakes import CLIENT_ID, CLIENT_SECRET, FakeMessage, ProviderFakes
+from tests.batch.provider_fakes import (
+    PUBLIC_BASE,
+    FakeMessage,
+    ProviderFakes,
+    consent,
+    provider_settings,
+)
 from tests.e2e.conftest import Account, Live, running
 from tests.e2e.live_server import serve
 from tests.e2e.test_batch_agents import BATCH_DEFAULTS, Batch
 from tests.llm.extraction import ExtractionScript
 from tests.llm.scripted_openai import scripted_llm
 from tests.memory.test_memory_service import dump_database
-
-PUBLIC_BASE = "https://adiuva.example"
 
 
 @pytest.fixture
@@ -49,14 +53,8 @@ class Cloud(Batch):
 
     async def consent(self, account: Account, provider: str) -> str:
         """The callback path and query the provider redirected the browser to."""
-        response = await self.http("GET", f"/api/v1/oauth/{provider}/authorize", account.token)
-        assert response.status_code == 200, response.text
-        async with httpx.AsyncClient() as browser:
-            redirect = await browser.get(response.json()["authorization_url"])
-        assert redirect.status_code == 302
-        location = urlparse(redirect.headers["location"])
-        assert f"{location.scheme}://{location.netloc}" == PUBLIC_BASE
-        return f"{location.path}?{location.query}"
+        async with httpx.AsyncClient(base_url=self.base_url) as client:
+            return await consent(client, {"Authorization": f"Bearer {account.token}"}, provider)
 
     async def create_cloud(
         self, account: Account, provider: str, token: str, **fields: Any
@@ -85,21 +83,7 @@ async def cloud(
         settings = assistant_settings(llm.api_base)
         async with serve(server.fakes.build(), settings) as fake_base:
             server.fakes.base_url = fake_base
-            settings = settings.model_copy(
-                update={
-                    "oauth_redirect_base": PUBLIC_BASE,
-                    "google_client_id": CLIENT_ID,
-                    "google_client_secret": CLIENT_SECRET,
-                    "google_auth_url": f"{fake_base}/google/auth",
-                    "google_token_url": f"{fake_base}/google/token",
-                    "gmail_api_base": fake_base,
-                    "microsoft_client_id": CLIENT_ID,
-                    "microsoft_client_secret": CLIENT_SECRET,
-                    "microsoft_auth_url": f"{fake_base}/ms/authorize",
-                    "microsoft_token_url": f"{fake_base}/ms/token",
-                    "ms_graph_api_base": fake_base,
-                }
-            )
+            settings = settings.model_copy(update=provider_settings(fake_base))
             server.llm = llm
             async with running(settings, server):
                 yield server
