@@ -39,7 +39,7 @@ from app.batch.mailboxes import (
     window_start,
 )
 from app.batch.models import CloudProvider, RunStatus
-from app.batch.runner import Projects, RunOutcome, suggestion, suggestion_rows
+from app.batch.runner import Projects, RunOutcome, capped_errors, suggestion, suggestion_rows
 from app.core.settings import Settings
 from app.memory.cipher import UserCipher
 from protocol.frames import Table
@@ -118,7 +118,8 @@ class CloudRun:
             status = RunStatus.PARTIAL
         else:
             status = RunStatus.ERROR
-        return RunOutcome(status, self.items_processed, self.items_created, self._errors, waiting)
+        errors = capped_errors(self._errors)
+        return RunOutcome(status, self.items_processed, self.items_created, errors, waiting)
 
     async def _fetch(self) -> list[MailMessage]:
         config = self._config

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -249,6 +250,12 @@ async def _gmail(
 # -- Microsoft Graph: Outlook and Teams ----------------------------------------------------------
 
 
+def _segment(value: str) -> str:
+    """An id the user gave, as one path segment (a `/`, `?` or `..` in it cannot change the
+    request's path)."""
+    return quote(value, safe="")
+
+
 def _graph_body(item: dict[str, Any]) -> str:
     body = item.get("body") or {}
     content = str(body.get("content") or "")
@@ -295,7 +302,7 @@ async def _outlook(
         "$top": str(min(_PAGE_SIZE, limit)),
     }
     folders = filters.get("folders") or []
-    urls = [f"{base}/v1.0/me/mailFolders/{f}/messages" for f in folders] or [
+    urls = [f"{base}/v1.0/me/mailFolders/{_segment(f)}/messages" for f in folders] or [
         f"{base}/v1.0/me/messages"
     ]
     senders = {sender.lower() for sender in filters.get("senders") or []}
@@ -329,8 +336,11 @@ async def _teams(
         chats = [
             str(c["id"]) for c in await _graph_pages(api, f"{base}/v1.0/me/chats", None, limit)
         ]
-    sources = [(f"{base}/v1.0/me/chats/{chat}/messages", chat) for chat in chats] + [
-        (f"{base}/v1.0/teams/{team}/channels/{channel}/messages", f"{team}/{channel}")
+    sources = [(f"{base}/v1.0/me/chats/{_segment(chat)}/messages", chat) for chat in chats] + [
+        (
+            f"{base}/v1.0/teams/{_segment(team)}/channels/{_segment(channel)}/messages",
+            f"{team}/{channel}",
+        )
         for team, _, channel in (ref.partition("/") for ref in channels)
     ]
     messages: list[MailMessage] = []

@@ -83,6 +83,13 @@ class RunOutcome:
     items_waiting: int = 0
 
 
+def capped_errors(errors: list[str]) -> list[str]:
+    """A run's error entries, at most MAX_RUN_ERRORS of them and a line counting the rest."""
+    if len(errors) <= MAX_RUN_ERRORS:
+        return errors
+    return [*errors[:MAX_RUN_ERRORS], f"… and {len(errors) - MAX_RUN_ERRORS} more errors"]
+
+
 class RunEndedError(Exception):
     """The run cannot go on (silent desktop, …); the message is its last error."""
 
@@ -337,9 +344,7 @@ class LocalRun:
         return outcome
 
     def _outcome(self) -> RunOutcome:
-        errors = [*self._inbox.errors, *self._errors]
-        if len(errors) > MAX_RUN_ERRORS:
-            errors = [*errors[:MAX_RUN_ERRORS], f"… and {len(errors) - MAX_RUN_ERRORS} more errors"]
+        errors = capped_errors([*self._inbox.errors, *self._errors])
         if not errors:
             status = RunStatus.SUCCESS
         elif self.items_processed or self.items_created:

@@ -177,9 +177,18 @@ class OutlookFilter(_Strict):
     date_range: DateRange = Field(default_factory=DateRange)
 
 
+# A channel is named by its team and itself (Graph reads it at /teams/{team}/channels/{id}).
+ChannelFilter = Annotated[
+    list[Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[^/]+/[^/]+$")]],
+    Field(max_length=20),
+]
+
+
 class TeamsFilter(_Strict):
     chats: Filter = Field(default_factory=list, description="Chat ids; none: every chat.")
-    channels: Filter = Field(default_factory=list, description="Channels as team-id/channel-id.")
+    channels: ChannelFilter = Field(
+        default_factory=list, description="Channels as team-id/channel-id."
+    )
     date_range: DateRange = Field(default_factory=DateRange)
 
 

@@ -4,10 +4,13 @@ OAuth: the authorization endpoint redirects to the redirect URI with `code`
 and `state` (or `error=access_denied`); the token endpoint checks the client,
 the redirect URI and the PKCE (S256) verifier, and answers the code and the
 refresh grants (Google leaves the refresh token out of a refresh, like Google).
-Gmail: `users.messages.list` paged by `nextPageToken`, `users.messages.get`
-with base64url multipart bodies. Graph: `/v1.0/me/messages`, Teams chats and
-their messages, paged by `@odata.nextLink`. An unknown or expired access token
-is 401; `throttle` answers the next requests 429 with `Retry-After`.
+Gmail: `users.messages.list` paged by `nextPageToken` (its `q` read for
+`after:`, `before:` and `from:`, `labelIds` for labels), `users.messages.get`
+with base64url multipart bodies. Graph: `/v1.0/me/messages` and a mail
+folder's messages (`receivedDateTime ge` in `$filter` applied), Teams chats,
+chat messages and channel messages, paged by `@odata.nextLink`. An unknown or
+expired access token is 401; `throttle` answers the next requests 429 with
+`Retry-After`; `outage_after` has every API request after that many answer 503.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class FakeMessage:
     when: datetime
     text: str
     html: str | None = None
+    labels: tuple[str, ...] = ("INBOX",)
 
 
 @dataclass
@@ -57,13 +61,18 @@ class ProviderFakes:
     refresh_tokens: set[str] = field(default_factory=set)
     gmail: list[FakeMessage] = field(default_factory=list)
     outlook: list[FakeMessage] = field(default_factory=list)
+    outlook_folders: dict[str, list[FakeMessage]] = field(default_factory=dict)
     teams: dict[str, list[FakeMessage]] = field(default_factory=dict)
+    channels: dict[str, list[FakeMessage]] = field(default_factory=dict)  # "team/channel"
     deny_consent: bool = False
     token_outage: bool = False  # the token endpoint answers 503 (an HTML page)
     throttle: int = 0  # the next n API requests answer 429
+    outage_after: int | None = None  # API requests past this many answer 503 (an HTML page)
+    expires_in: int = 3600  # what the token endpoint says of the access tokens it issues
     requests: list[str] = field(default_factory=list)
     refreshes: int = 0
     api_tokens: list[str] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)  # access tokens, in the order issued
 
     def expire_tokens(self) -> None:
         """Every access token issued so far stops working (the API answers 401)."""
@@ -72,17 +81,24 @@ class ProviderFakes:
     def _issue(self, *, with_refresh: bool) -> dict[str, Any]:
         access = secrets.token_urlsafe(16)
         self.access_tokens.add(access)
-        token: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": 3600}
+        self.issued.append(access)
+        token: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
         if with_refresh:
             refresh = secrets.token_urlsafe(16)
             self.refresh_tokens.add(refresh)
             token["refresh_token"] = refresh
         return token
 
-    def _api_refusal(self, request: Request) -> JSONResponse | None:
+    def _api_refusal(self, request: Request) -> Response | None:
         self.requests.append(str(request.url))
         auth = request.headers.get("authorization", "")
         self.api_tokens.append(auth)
+        if self.outage_after is not None and len(self.requests) > self.outage_after:
+            return HTMLResponse("<h1>Service Unavailable</h1>", 503)
         if self.throttle:
             self.throttle -= 1
             return JSONResponse({"error": "rateLimitExceeded"}, 429, {"Retry-After": "1"})
@@ -152,8 +168,12 @@ class ProviderFakes:
         async def gmail_list(request: Request, pageToken: str = "0") -> Any:  # noqa: N803
             if refusal := self._api_refusal(request):
                 return refusal
-            after = int(request.query_params["q"].split("after:")[1].split()[0])
-            found = [m for m in self.gmail if m.when.timestamp() >= after]
+            found = [
+                m
+                for m in self.gmail
+                if _gmail_matches(m, request.query_params["q"])
+                and set(request.query_params.getlist("labelIds")) <= set(m.labels)
+            ]
             start = int(pageToken)
             body: dict[str, Any] = {
                 "messages": [{"id": m.id, "threadId": m.id} for m in found[start : start + PAGE]],
@@ -222,12 +242,33 @@ class ProviderFakes:
                 "body": body,
             }
 
+        def received_since(request: Request, messages: list[FakeMessage]) -> list[FakeMessage]:
+            # The one $filter clause the server sends: `receivedDateTime ge <ISO time>`.
+            clause = request.query_params.get("$filter", "")
+            if not clause:
+                return messages
+            field_name, operator, stamp = clause.split(" ", 2)
+            assert (field_name, operator) == ("receivedDateTime", "ge"), clause
+            since = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            return [m for m in messages if m.when >= since]
+
         @app.get("/v1.0/me/messages")
         async def outlook_list(request: Request) -> Any:
             if refusal := self._api_refusal(request):
                 return refusal
-            items = [graph_item(m, teams=False) for m in self.outlook]
+            items = [graph_item(m, teams=False) for m in received_since(request, self.outlook)]
             return graph_page(request, items, "/v1.0/me/messages")
+
+        @app.get("/v1.0/me/mailFolders/{folder_id}/messages")
+        async def folder_list(request: Request, folder_id: str) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            if folder_id not in self.outlook_folders:
+                error = {"code": "ErrorItemNotFound", "message": "The folder was not found."}
+                return JSONResponse({"error": error}, 404)
+            found = received_since(request, self.outlook_folders[folder_id])
+            items = [graph_item(m, teams=False) for m in found]
+            return graph_page(request, items, f"/v1.0/me/mailFolders/{folder_id}/messages")
 
         @app.get("/v1.0/me/chats")
         async def chats(request: Request) -> Any:
@@ -242,7 +283,42 @@ class ProviderFakes:
             items = [graph_item(m, teams=True) for m in self.teams.get(chat_id, [])]
             return graph_page(request, items, f"/v1.0/me/chats/{chat_id}/messages")
 
+        @app.get("/v1.0/teams/{team_id}/channels/{channel_id}/messages")
+        async def channel_messages(request: Request, team_id: str, channel_id: str) -> Any:
+            if refusal := self._api_refusal(request):
+                return refusal
+            messages = self.channels.get(f"{team_id}/{channel_id}")
+            if messages is None:
+                error = {"code": "NotFound", "message": "Channel not found."}
+                return JSONResponse({"error": error}, 404)
+            items = []
+            for m in messages:
+                item = graph_item(m, teams=True)
+                # Channel posts carry a subject (the thread's title) and where they were posted.
+                item["subject"] = m.subject or None
+                item["channelIdentity"] = {"teamId": team_id, "channelId": channel_id}
+                items.append(item)
+            path = f"/v1.0/teams/{team_id}/channels/{channel_id}/messages"
+            return graph_page(request, items, path)
+
         return app
+
+
+def _gmail_matches(message: FakeMessage, query: str) -> bool:
+    """Whether `message` fits a Gmail search: `after:` (Unix time), `before:` (YYYY/MM/DD,
+    midnight UTC here) and `from:` terms, several of them in `{…}` meaning any of them."""
+    senders = []
+    for term in query.replace("{", " ").replace("}", " ").split():
+        name, _, value = term.partition(":")
+        if name == "after" and message.when.timestamp() < int(value):
+            return False
+        if name == "before":
+            day = datetime.strptime(value, "%Y/%m/%d").replace(tzinfo=UTC)
+            if message.when >= day:
+                return False
+        if name == "from":
+            senders.append(value.lower())
+    return not senders or message.sender.lower() in senders
 
 
 def _b64url_bytes(data: bytes) -> str:

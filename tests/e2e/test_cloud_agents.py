@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import pytest
@@ -30,7 +30,9 @@ from tests.batch.provider_fakes import (
 )
 from tests.e2e.conftest import Account, Live, running
 from tests.e2e.live_server import serve
-from tests.e2e.test_batch_agents import BATCH_DEFAULTS, Batch
+from tests.e2e.test_batch_agents import BATCH_DEFAULTS, Batch, metrics
+from tests.e2e.test_observability import sample
+from tests.e2e.test_usage import usage_rows
 from tests.llm.extraction import ExtractionScript
 from tests.llm.scripted_openai import scripted_llm
 from tests.memory.test_memory_service import dump_database
@@ -95,6 +97,21 @@ def _recent(minutes: int) -> datetime:
 
 def _mail(n: int, subject: str, text: str = "", html: str | None = None) -> FakeMessage:
     return FakeMessage(f"m{n}", subject, "client@acme.test", _recent(60 - n), text, html)
+
+
+def _days_ago(days: int) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+def _subjects_read(cloud: Cloud) -> list[str]:
+    """The subjects the model was asked about, in order."""
+    assert cloud.llm is not None
+    found = []
+    for request in cloud.llm.requests:
+        text = request.last_message.text
+        if "Subject: " in text:
+            found.append(text.split("Subject: ", 1)[1].split("\n", 1)[0])
+    return found
 
 
 # -- the whole flow, per provider -------------------------------------------------------------
@@ -416,3 +433,349 @@ async def test_an_unconfigured_provider_answers_503_naming_the_variables(
         "Microsoft Teams is not configured on this server; the operator must set"
         " OAUTH_REDIRECT_BASE, MICROSOFT_CLIENT_ID, MICROSOFT_CLIENT_SECRET"
     )
+
+
+# -- usage accounting and metrics ------------------------------------------------------------
+
+
+async def test_a_cloud_runs_extraction_calls_are_its_usage_and_the_run_is_counted(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(1, "Invoice", "Send it."), _mail(2, "Launch", "Book it.")]
+    cloud.script.items["Invoice"] = {"tasks": [{"title": "Send the invoice"}]}
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    before = await metrics(cloud)
+
+    run_id = await cloud.run_now(account, agent["id"])
+    assert (await cloud.finished(account, run_id))["status"] == "success"
+
+    rows = await usage_rows(cloud, account.user_id)
+    assert [row["role"] for row in rows] == ["extraction", "extraction"]  # one per message
+    assert {(row["run_id"], row["request_id"]) for row in rows} == {(run_id, None)}
+    assert cloud.llm is not None
+    assert sorted(row["prompt_tokens"] for row in rows) == sorted(cloud.llm.prompt_tokens)
+    after = await metrics(cloud)
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+    assert sample(after, "adiuva_model_calls_total", role="extraction", outcome="ok") == 2 + sample(
+        before, "adiuva_model_calls_total", role="extraction", outcome="ok"
+    )
+
+
+# -- what each provider's filter reads ----------------------------------------------------------
+
+
+async def test_teams_channel_messages_are_read_page_by_page_and_chats_left_alone(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.channels = {
+        "team-1/19:general@thread.tacv2": [
+            FakeMessage(f"c{n}", f"Sprint {n}", "Ann", _recent(10 - n), f"Ship part {n}")
+            for n in range(1, 4)
+        ]
+    }
+    cloud.fakes.teams = {"chat-1": [FakeMessage("t1", "", "Bob", _recent(5), "Not wanted")]}
+    for n in range(1, 4):
+        cloud.script.items[f"Sprint {n}"] = {"tasks": [{"title": f"Ship part {n}"}]}
+    token = await cloud.connect(account, "teams")
+    created = await cloud.create_cloud(
+        account, "teams", token, filter_config={"channels": ["team-1/19:general@thread.tacv2"]}
+    )
+    assert created.status_code == 201, created.text
+
+    run = await cloud.finished(account, await cloud.run_now(account, created.json()["id"]))
+
+    assert (run["status"], run["items_processed"], run["items_created"]) == ("success", 3, 3)
+    assert _subjects_read(cloud) == ["Sprint 1", "Sprint 2", "Sprint 3"]
+    paths = [unquote(urlparse(url).path) for url in cloud.fakes.requests]
+    # Three messages, two to a page: two requests, both to the channel; no chat was listed.
+    assert paths == ["/v1.0/teams/team-1/channels/19:general@thread.tacv2/messages"] * 2
+    client = await cloud.desktop(account)
+    await cloud.until(lambda: len(client.store.rows("tasks")) == 3, timeout_s=10)
+
+
+async def test_outlook_reads_only_the_folders_and_senders_asked_for(cloud: Cloud) -> None:
+    account = await cloud.account()
+    boss, other = "Boss@Acme.test", "newsletter@shop.test"
+    cloud.fakes.outlook_folders = {
+        "inbox": [
+            FakeMessage("o1", "Budget", boss, _recent(30), "Approve the budget"),
+            FakeMessage("o2", "Sale", other, _recent(20), "Buy now"),
+        ],
+        "clients": [FakeMessage("o3", "Contract", boss, _recent(10), "Sign the contract")],
+        "archive": [FakeMessage("o4", "Old", boss, _recent(5), "Not this folder")],
+    }
+    cloud.fakes.outlook = [FakeMessage("o5", "Elsewhere", boss, _recent(5), "Not a folder")]
+    token = await cloud.connect(account, "outlook")
+    created = await cloud.create_cloud(
+        account,
+        "outlook",
+        token,
+        filter_config={"folders": ["inbox", "clients"], "senders": ["boss@acme.test"]},
+    )
+    assert created.status_code == 201, created.text
+
+    run = await cloud.finished(account, await cloud.run_now(account, created.json()["id"]))
+
+    assert (run["status"], run["items_processed"]) == ("success", 2)
+    assert _subjects_read(cloud) == ["Budget", "Contract"]
+    assert {urlparse(url).path for url in cloud.fakes.requests} == {
+        "/v1.0/me/mailFolders/inbox/messages",
+        "/v1.0/me/mailFolders/clients/messages",
+    }
+
+
+async def test_an_unknown_outlook_folder_ends_the_run_in_error_naming_the_answer(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    token = await cloud.connect(account, "outlook")
+    agent = (
+        await cloud.create_cloud(account, "outlook", token, filter_config={"folders": ["gone"]})
+    ).json()
+
+    run = await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+
+    assert (run["status"], run["errors"]) == ("error", ["the provider answered 404"])
+
+
+@pytest.mark.parametrize("provider", ["gmail", "outlook", "teams"])
+async def test_a_first_run_reads_the_date_range_then_only_what_is_new(
+    cloud: Cloud, provider: str
+) -> None:
+    """Start 20 days ago, end 3 days ago: older than the default week, not the newest."""
+    account = await cloud.account()
+    messages = [
+        FakeMessage(f"d{days}", f"{days} days ago", "client@acme.test", _days_ago(days), "Text")
+        for days in (30, 15, 1)
+    ]
+    if provider == "gmail":
+        cloud.fakes.gmail = messages
+    elif provider == "outlook":
+        cloud.fakes.outlook = messages
+    else:
+        cloud.fakes.teams = {"chat-1": messages}
+    date_range = {
+        "start": _days_ago(20).date().isoformat(),
+        "end": _days_ago(3).date().isoformat(),
+    }
+    token = await cloud.connect(account, provider)
+    created = await cloud.create_cloud(
+        account, provider, token, filter_config={"date_range": date_range}
+    )
+    assert created.status_code == 201, created.text
+
+    first = await cloud.finished(account, await cloud.run_now(account, created.json()["id"]))
+
+    assert (first["status"], first["items_processed"]) == ("success", 1)
+    expected = "15 days ago" if provider != "teams" else "Teams message in chat-1"
+    assert _subjects_read(cloud) == [expected]
+    if provider == "gmail":
+        [listed] = [url for url in cloud.fakes.requests if url.split("?")[0].endswith("messages")]
+        query = parse_qs(urlparse(listed).query)["q"][0]
+        start = datetime.fromisoformat(f"{date_range['start']}T00:00:00+00:00")
+        assert f"after:{int(start.timestamp())}" in query
+        assert f"before:{date_range['end'].replace('-', '/')}" in query
+
+
+async def test_gmail_labels_and_senders_narrow_the_search(cloud: Cloud) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [
+        FakeMessage("g1", "Wanted", "boss@acme.test", _recent(30), "Yes", labels=("INBOX", "Work")),
+        FakeMessage("g2", "Other sender", "shop@x.test", _recent(20), "No", labels=("Work",)),
+        FakeMessage("g3", "Other label", "boss@acme.test", _recent(10), "No"),
+    ]
+    token = await cloud.connect(account, "gmail")
+    created = await cloud.create_cloud(
+        account,
+        "gmail",
+        token,
+        filter_config={"labels": ["Work"], "senders": ["boss@acme.test"]},
+    )
+    assert created.status_code == 201, created.text
+
+    run = await cloud.finished(account, await cloud.run_now(account, created.json()["id"]))
+
+    assert (run["status"], run["items_processed"]) == ("success", 1)
+    assert _subjects_read(cloud) == ["Wanted"]
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+async def test_a_token_already_expired_is_refreshed_before_the_provider_is_called(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(1, "Invoice", "Send it.")]
+    cloud.fakes.expires_in = 1  # past its expires_at by the time the run starts
+    token = await cloud.connect(account, "gmail")
+    cloud.fakes.expires_in = 3600
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    [first_token] = cloud.fakes.issued
+
+    run = await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+
+    assert (run["status"], run["items_processed"]) == ("success", 1)
+    assert cloud.fakes.refreshes == 1
+    [_, refreshed] = cloud.fakes.issued
+    # Every API request, the first included, carried the refreshed token: no 401 first.
+    assert set(cloud.fakes.api_tokens) == {f"Bearer {refreshed}"}
+    assert first_token != refreshed
+
+
+# -- the callback handing control back to the app -----------------------------------------------
+
+DESKTOP_REDIRECT = "adiuva://oauth-done"
+
+
+@pytest.mark.parametrize(
+    "live_settings", [{**BATCH_DEFAULTS, "oauth_desktop_redirect": DESKTOP_REDIRECT}]
+)
+async def test_with_a_desktop_redirect_the_callback_sends_the_browser_to_the_app(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    answer = await cloud.http("GET", await cloud.consent(account, "gmail"), account.token)
+
+    assert answer.status_code == 302
+    location = urlparse(answer.headers["location"])
+    assert f"{location.scheme}://{location.netloc}" == DESKTOP_REDIRECT
+    [token] = parse_qs(location.query)["encrypted_token"]
+    # What the app receives is the reference, never the provider's token.
+    assert not {token} & cloud.fakes.access_tokens
+    created = await cloud.create_cloud(account, "gmail", token)
+    assert created.status_code == 201, created.text
+
+    cloud.fakes.deny_consent = True
+    denied = await cloud.http("GET", await cloud.consent(account, "gmail"), account.token)
+    assert denied.status_code == 302
+    query = parse_qs(urlparse(denied.headers["location"]).query)
+    assert query == {"error": ["Access to Gmail was not granted"]}
+    reused = await cloud.http("GET", await cloud.consent(account, "gmail"), account.token)
+    assert reused.status_code == 302
+    assert "encrypted_token" not in parse_qs(urlparse(reused.headers["location"]).query)
+    assert await cloud.sql("SELECT count(*) FROM oauth_connections") == [(1,)]
+
+
+# -- attacks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "filter_config",
+    [
+        {"labels": "INBOX"},
+        {"labels": [1, 2]},
+        {"labels": [None]},
+        {"labels": [""]},
+        {"labels": ["x" * 201]},
+        {"labels": [f"L{n}" for n in range(21)]},
+        {"labels": ["INBOX"] * 100_000},
+        {"senders": {"$ne": None}},
+        {"date_range": "last week"},
+        {"date_range": {"start": "yesterday"}},
+        {"date_range": {"start": "2026-11-10", "end": "2026-11-01"}},
+        {"date_range": {"start": "2026-11-10", "until": "2026-11-01"}},
+        {"folders": ["Inbox"]},
+        [],
+        "INBOX",
+    ],
+    ids=lambda value: str(value)[:40],
+)
+async def test_a_malformed_filter_config_is_refused_and_nothing_is_stored(
+    cloud: Cloud, filter_config: Any
+) -> None:
+    account = await cloud.account()
+    token = await cloud.connect(account, "gmail")
+
+    created = await cloud.create_cloud(account, "gmail", token, filter_config=filter_config)
+
+    assert created.status_code in (413, 422), created.text
+    if created.status_code == 422:
+        assert all(isinstance(error["loc"], list) for error in created.json()["detail"])
+    assert await cloud.sql("SELECT count(*) FROM batch_agents") == [(0,)]
+
+
+async def test_another_users_agent_and_token_are_not_found_and_nothing_leaks(
+    cloud: Cloud,
+) -> None:
+    alice, bob = await cloud.account(), await cloud.account()
+    token = await cloud.connect(alice, "gmail")
+    agent = (
+        await cloud.create_cloud(
+            alice, "gmail", token, name="Alice's secret clients", filter_config={"labels": ["VIP"]}
+        )
+    ).json()
+    path = f"/api/v1/agents/cloud/{agent['id']}"
+
+    answers = [
+        await cloud.http("PUT", path, bob.token, json={"name": "Mine"}),
+        await cloud.http("PUT", path, bob.token, json={"enabled": True}),
+        await cloud.http("DELETE", path, bob.token),
+        await cloud.http("POST", f"/api/v1/agents/{agent['id']}/run", bob.token),
+        await cloud.http("GET", f"/api/v1/agents/runs?agent_id={agent['id']}", bob.token),
+        await cloud.http(
+            "POST",
+            "/api/v1/agents/journey/start",
+            bob.token,
+            json={"agent_type": "cloud", "agent_id": agent["id"]},
+        ),
+    ]
+
+    assert [a.status_code for a in answers] == [404] * len(answers)
+    for answer in answers:
+        assert "secret" not in answer.text
+        assert "VIP" not in answer.text
+    assert (await cloud.http("GET", "/api/v1/agents/cloud", bob.token)).json() == []
+    # Alice's reference in Bob's hands names nothing of his: refused, and nothing is stored.
+    stolen = await cloud.create_cloud(bob, "gmail", token)
+    assert stolen.status_code == 400
+    moved = await cloud.http("PUT", path, alice.token, json={"name": "Still mine"})
+    assert moved.json()["name"] == "Still mine"
+    assert await cloud.sql("SELECT count(*) FROM batch_agents") == [(1,)]
+
+
+@pytest.mark.parametrize("live_settings", [{**BATCH_DEFAULTS, "cloud_http_attempts": 2}])
+async def test_a_provider_going_down_mid_run_ends_the_run_in_error_and_the_server_stays_up(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(n, f"Mail {n}", f"Body {n}") for n in range(1, 4)]
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    cloud.fakes.outage_after = 3  # two list pages and one message; then 503s
+
+    run = await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+
+    assert (run["status"], run["items_processed"]) == ("error", 0)
+    assert run["errors"] == ["the provider answered 503 2 times; try later"]
+    assert (await cloud.get("/api/v1/health")).status_code == 200
+    # Back up: the next run reads the same messages (nothing was marked read).
+    cloud.fakes.outage_after = None
+    again = await cloud.finished(account, await cloud.run_now(account, agent["id"]))
+    assert (again["status"], again["items_processed"]) == ("success", 3)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/agents/cloud"),
+        ("PUT", f"/api/v1/agents/cloud/{uuid.uuid4()}"),
+        ("POST", "/api/v1/agents/journey/start"),
+        ("POST", "/api/v1/agents/journey/message"),
+        ("POST", "/api/v1/oauth/gmail/refresh"),
+    ],
+)
+async def test_an_oversize_body_is_refused_with_413(cloud: Cloud, method: str, path: str) -> None:
+    account = await cloud.account()
+    body = {"name": "x" * (1024 * 1024)}
+
+    answer = await cloud.http(method, path, account.token, json=body)
+
+    assert answer.status_code == 413
+    assert answer.json()["detail"].startswith("Request body is limited to")
+    assert (await cloud.get("/api/v1/health")).status_code == 200
