@@ -295,8 +295,18 @@ async def _outlook(
 ) -> list[MailMessage]:
     base = api.base
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    clause = f"receivedDateTime ge {stamp}"
+    senders = filters.get("senders") or []
+    if senders:
+        # Graph filters by sender, so the run's message limit counts only messages that fit
+        # (OData strings double their quotes; Graph compares addresses ignoring case).
+        wanted = " or ".join(
+            "from/emailAddress/address eq '{}'".format(sender.replace("'", "''"))
+            for sender in senders
+        )
+        clause = f"{clause} and ({wanted})"
     params = {
-        "$filter": f"receivedDateTime ge {stamp}",
+        "$filter": clause,
         "$select": "id,subject,from,receivedDateTime,body",
         "$orderby": "receivedDateTime asc",
         "$top": str(min(_PAGE_SIZE, limit)),
@@ -305,13 +315,10 @@ async def _outlook(
     urls = [f"{base}/v1.0/me/mailFolders/{_segment(f)}/messages" for f in folders] or [
         f"{base}/v1.0/me/messages"
     ]
-    senders = {sender.lower() for sender in filters.get("senders") or []}
     messages: list[MailMessage] = []
     for url in urls:
         for item in await _graph_pages(api, url, dict(params), limit - len(messages)):
             address = ((item.get("from") or {}).get("emailAddress") or {}).get("address", "")
-            if senders and address.lower() not in senders:
-                continue
             if not _in_window(item.get("receivedDateTime"), since, before):
                 continue
             messages.append(

@@ -243,14 +243,25 @@ class ProviderFakes:
             }
 
         def received_since(request: Request, messages: list[FakeMessage]) -> list[FakeMessage]:
-            # The one $filter clause the server sends: `receivedDateTime ge <ISO time>`.
+            # The $filter the server sends: `receivedDateTime ge <ISO time>`, optionally
+            # `and (from/emailAddress/address eq '<address>' or …)`, addresses any case.
             clause = request.query_params.get("$filter", "")
             if not clause:
                 return messages
-            field_name, operator, stamp = clause.split(" ", 2)
+            received, _, by_sender = clause.partition(" and ")
+            field_name, operator, stamp = received.split(" ", 2)
             assert (field_name, operator) == ("receivedDateTime", "ge"), clause
             since = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            return [m for m in messages if m.when >= since]
+            senders = {
+                term.split(" eq ", 1)[1].strip("'").replace("''", "'").lower()
+                for term in by_sender.strip("()").split(" or ")
+                if term
+            }
+            return [
+                m
+                for m in messages
+                if m.when >= since and (not senders or m.sender.lower() in senders)
+            ]
 
         @app.get("/v1.0/me/messages")
         async def outlook_list(request: Request) -> Any:
