@@ -465,6 +465,32 @@ async def test_a_cloud_runs_extraction_calls_are_its_usage_and_the_run_is_counte
     )
 
 
+async def test_a_due_cloud_agent_runs_from_the_scheduler_pass_with_no_desktop_and_is_counted(
+    cloud: Cloud,
+) -> None:
+    account = await cloud.account()
+    cloud.fakes.gmail = [_mail(1, "Invoice", "Send it.")]
+    cloud.script.items["Invoice"] = {"tasks": [{"title": "Send the invoice"}]}
+    token = await cloud.connect(account, "gmail")
+    agent = (await cloud.create_cloud(account, "gmail", token)).json()
+    await cloud.sql("UPDATE batch_agents SET next_run_at = now() - interval '1 minute'")
+    before = await metrics(cloud)
+
+    [claimed] = await cloud.scheduler.run_pass()
+
+    run = await cloud.finished(account, str(claimed.run_id))
+    assert (run["agent_id"], run["trigger"], run["status"]) == (agent["id"], "schedule", "success")
+    assert run["items_waiting"] == 1
+    rows = await usage_rows(cloud, account.user_id)
+    assert [(row["role"], row["run_id"]) for row in rows] == [("extraction", run["id"])]
+    after = await metrics(cloud)
+    lag = "adiuva_batch_scheduler_lag_seconds_count"
+    assert sample(after, lag) == 1 + sample(before, lag)
+    assert sample(after, "adiuva_batch_runs_total", status="success") == 1 + sample(
+        before, "adiuva_batch_runs_total", status="success"
+    )
+
+
 # -- what each provider's filter reads ----------------------------------------------------------
 
 
