@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -145,18 +146,25 @@ class JourneyGuide:
         self._final = model.with_structured_output(FinalTemplate, method="function_calling")
 
     async def reply(
-        self, *, kind: JourneyKind, current_template: str | None, turns: Sequence[Turn]
+        self,
+        *,
+        kind: JourneyKind,
+        current_template: str | None,
+        turns: Sequence[Turn],
+        callbacks: Sequence[BaseCallbackHandler] = (),
     ) -> Reply:
         """The guide's answer to the conversation so far (ending with the user's answer).
 
         At the `MAX_ANSWERS`th answer only `FinalTemplate` is offered. Raises
         `JourneyFailedError` for an unusable answer, and the provider's errors
-        (`agents.llm.MODEL_ERRORS`) when the call itself failed.
+        (`agents.llm.MODEL_ERRORS`) when the call itself failed. `callbacks` see the
+        model call (the server's usage accounting).
         """
         messages = _messages(kind, current_template, turns)
         final = sum(turn.role == "user" for turn in turns) >= MAX_ANSWERS
+        model = self._final if final else self._step
         try:
-            answer = await (self._final if final else self._step).ainvoke(messages)
+            answer = await model.ainvoke(messages, {"callbacks": list(callbacks)})
         except (OutputParserException, ValidationError) as exc:
             msg = "the model's answer did not match the journey's schema"
             raise JourneyFailedError(msg) from exc

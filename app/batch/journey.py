@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,12 @@ from app.batch.exceptions import (
 from app.batch.models import AgentType, JourneyKind, JourneySession
 from app.batch.schemas import JourneyMessage, JourneyReply, JourneyStart
 from app.core.errors import ModelFailedError
+from app.core.logging import request_id_var
+from app.core.settings import ModelPrice
 from app.memory.cipher import UserCipher
+from app.usage.callbacks import UsageCallback
+from app.usage.ledger import ROLE_JOURNEY, UsageLedger
+from app.usage.recorder import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,8 @@ async def answer(
     session: AsyncSession,
     cipher: UserCipher,
     guide: JourneyGuide,
+    usage: UsageRecorder,
+    prices: Mapping[str, ModelPrice],
     user_id: uuid.UUID,
     body: JourneyMessage,
     now: datetime,
@@ -115,7 +123,8 @@ async def answer(
 
     404 for a session that is not the user's, 410 once expired, 409 once done
     (or when another answer was taken meanwhile); 503 when the model failed and
-    502 when its answer was unusable, the session unchanged in both cases.
+    502 when its answer was unusable, the session unchanged in both cases. The
+    model call is the request's usage (a `model_usage` row with role `journey`).
     """
     journey = await _open_session(
         session=session, user_id=user_id, session_id=body.session_id, now=now
@@ -124,12 +133,15 @@ async def answer(
     state: dict[str, Any] = service.unseal(cipher, journey.state_encrypted)
     await session.rollback()  # no connection held while the model thinks
     turns = [Turn(**turn) for turn in state["turns"]] + [Turn("user", body.message)]
+    ledger = UsageLedger(user_id=user_id, request_id=request_id_var.get())
     try:
-        reply = await guide.reply(
-            kind="local" if kind == JourneyKind.LOCAL else "cloud",
-            current_template=state["current_template"],
-            turns=turns,
-        )
+        with usage.attributed(ledger):  # stored whatever the call's outcome
+            reply = await guide.reply(
+                kind="local" if kind == JourneyKind.LOCAL else "cloud",
+                current_template=state["current_template"],
+                turns=turns,
+                callbacks=[UsageCallback(ledger, prices=prices, role=ROLE_JOURNEY)],
+            )
     except MODEL_ERRORS as exc:
         logger.warning("journey model call failed", extra={"error": type(exc).__name__})
         raise ModelFailedError from exc

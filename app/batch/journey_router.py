@@ -12,6 +12,7 @@ from app.batch.dependencies import JourneyGuideDep, UserCipherDep
 from app.batch.schemas import JourneyMessage, JourneyReply, JourneyStart
 from app.core.dependencies import SessionDep, SettingsDep
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
+from app.usage.dependencies import UsageRecorderDep
 
 router = APIRouter(prefix="/agents/journey", tags=["batch agents"], responses=EVERY_ROUTE)
 
@@ -64,9 +65,18 @@ async def message(
     session: SessionDep,
     cipher: UserCipherDep,
     guide: JourneyGuideDep,
+    usage: UsageRecorderDep,
+    settings: SettingsDep,
 ) -> JourneyReply:
     """Answer the last question: the reply is the next question, or (`done`) the finished
     `prompt_template`; the 5th answer always finishes. 503 when the model failed."""
     return await journey.answer(
-        session=session, cipher=cipher, guide=guide, user_id=user.id, body=body, now=_now()
+        session=session,
+        cipher=cipher,
+        guide=guide,
+        usage=usage,
+        prices=settings.llm_prices,
+        user_id=user.id,
+        body=body,
+        now=_now(),
     )

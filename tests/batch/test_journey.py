@@ -179,6 +179,33 @@ async def test_the_model_finishes_early_and_a_finished_session_answers_409(
     assert len(llm.requests) == 2
 
 
+async def test_each_answers_model_call_is_stored_as_journey_usage(
+    app: FastAPI, client: httpx.AsyncClient, llm: ScriptedLLM
+) -> None:
+    headers, user_id = await sign_up(client)
+    started = await start(client, headers)
+    llm.policy = ScriptedPolicy(ask("What should become a task?"), finish("Find the TODOs."))
+
+    for answer in ("My meeting notes.", "Lines starting with TODO."):
+        assert (await say(client, headers, started["session_id"], answer)).status_code == 200
+
+    await app.state.usage_recorder.flush()
+    async with app.state.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT role, model, run_id, prompt_tokens FROM model_usage"
+                    " WHERE user_id = :user ORDER BY id"
+                ),
+                {"user": user_id},
+            )
+        ).all()
+    assert [(role, model, run_id) for role, model, run_id, _ in rows] == [
+        ("journey", "openai/scripted", None)
+    ] * 2
+    assert [tokens for *_, tokens in rows] == llm.prompt_tokens
+
+
 async def test_the_fifth_answer_forces_the_final_template(
     client: httpx.AsyncClient, llm: ScriptedLLM
 ) -> None:
