@@ -171,6 +171,7 @@ def create_app(
                 await app.state.stripe_gateway.close()
             await chat_engine.close()
             await usage_recorder.close()
+            await app.state.blob_store.aclose()
             await engine.dispose()
             if tracing is not None:
                 # Flushing sends the last spans over HTTP: not on the event loop.
