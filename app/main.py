@@ -10,10 +10,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from agents.extraction import extraction_model
+from agents.journey import JourneyGuide
 from agents.llm import LLMNotConfiguredError
 from app import __version__
 from app.auth.router import router as auth_router
 from app.auth.service import PasswordChecks
+from app.batch.journey_router import router as journey_router
+from app.batch.oauth_router import router as oauth_router
 from app.batch.router import router as batch_router
 from app.batch.scheduled import BatchScheduler
 from app.billing.payments import PaymentListener
@@ -141,6 +144,7 @@ def create_app(
             not_configured=not_configured,
         )
         app.state.hello_handler = app.state.batch_scheduler.catch_up
+        app.state.journey_guide = None if extraction is None else JourneyGuide(extraction)
         jobs = [
             asyncio.create_task(
                 run_pattern_pass_forever(
@@ -188,6 +192,7 @@ def create_app(
                 await app.state.stripe_gateway.close()
             await chat_engine.close()
             await usage_recorder.close()
+            await app.state.blob_store.aclose()
             await engine.dispose()
             if tracing is not None:
                 # Flushing sends the last spans over HTTP: not on the event loop.
@@ -214,7 +219,9 @@ def create_app(
     api.include_router(device_router)
     api.include_router(chat_router)
     api.include_router(memory_router)
+    api.include_router(journey_router)
     api.include_router(batch_router)
+    api.include_router(oauth_router)
     api.include_router(usage_router)
     api.include_router(billing_router)
     api.include_router(storage_router)

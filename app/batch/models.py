@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -33,6 +34,12 @@ from app.core.database import Base, TimestampMixin
 
 class AgentType(StrEnum):
     LOCAL_DIRECTORY = "local_directory"
+    GMAIL = "gmail"
+    OUTLOOK = "outlook"
+    TEAMS = "teams"
+
+
+class CloudProvider(StrEnum):
     GMAIL = "gmail"
     OUTLOOK = "outlook"
     TEAMS = "teams"
@@ -125,6 +132,10 @@ class BatchRun(Base):
     items_processed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     items_created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Cloud runs: the user's items still waiting for a desktop when the run ended.
+    items_waiting: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     started_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
@@ -147,3 +158,83 @@ class ProcessedChunk(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class OAuthState(Base):
+    """An authorization in progress: single-use, bound to its user, short-lived.
+
+    Only the state's SHA-256 is stored (the state itself travels through the
+    browser); the PKCE verifier is encrypted with the user's data key.
+    """
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (CheckConstraint(_one_of("provider", CloudProvider), name="provider"),)
+
+    state_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    provider: Mapped[str] = mapped_column(String(16), nullable=False)
+    verifier_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class OAuthConnection(TimestampMixin, Base):
+    """A user's tokens for one provider account, encrypted with the user's data key."""
+
+    __tablename__ = "oauth_connections"
+    __table_args__ = (CheckConstraint(_one_of("provider", CloudProvider), name="provider"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    provider: Mapped[str] = mapped_column(String(16), nullable=False)
+    tokens_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class QueuedSuggestion(Base):
+    """An item a cloud run extracted, waiting (encrypted) for one of the user's desktops.
+
+    Delivered in `id` order; removed only once the desktop's `tool_result` succeeded.
+    """
+
+    __tablename__ = "batch_queued_suggestions"
+    __table_args__ = (Index("ix_batch_queued_suggestions_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    item_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, index=True
+    )
+
+
+class JourneyKind(StrEnum):
+    LOCAL = "local"
+    CLOUD = "cloud"
+
+
+class JourneySession(TimestampMixin, Base):
+    """A setup journey in progress (or finished): the conversation and its template live in
+    `state_encrypted`, encrypted with the user's data key; `answers` counts the user's
+    answers so two concurrent answers cannot both be taken."""
+
+    __tablename__ = "batch_journey_sessions"
+    __table_args__ = (CheckConstraint(_one_of("kind", JourneyKind), name="kind"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    answers: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

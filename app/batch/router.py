@@ -15,11 +15,16 @@ from app.batch.models import AgentType
 from app.batch.schemas import (
     CatalogEntry,
     CloudAgentCreate,
+    CloudAgentRead,
+    CloudAgentUpdate,
+    GmailAgentCreate,
     LocalAgentCreate,
     LocalAgentRead,
     LocalAgentUpdate,
+    OutlookAgentCreate,
     RunPage,
     RunStarted,
+    TeamsAgentCreate,
 )
 from app.core.dependencies import SessionDep, SettingsDep
 from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
@@ -27,6 +32,9 @@ from app.core.responses import AUTHENTICATED, EVERY_ROUTE, JSON_BODY, error
 router = APIRouter(prefix="/agents", tags=["batch agents"], responses=EVERY_ROUTE)
 
 NOT_FOUND = error(404, "No agent with this id belongs to the signed-in user.")
+UNKNOWN_CONNECTION = error(
+    400, "encrypted_token names no connection of the signed-in user to the agent's provider."
+)
 OVER_PLAN_LIMIT = error(
     403,
     "The agent would be enabled past the plan's limit on enabled batch agents (local and"
@@ -34,7 +42,6 @@ OVER_PLAN_LIMIT = error(
 )
 MAX_RUNS_PER_PAGE = 100
 
-_CLOUD = CloudAgentCreate.model_json_schema()
 CATALOG = [
     CatalogEntry(
         type=AgentType.LOCAL_DIRECTORY,
@@ -47,19 +54,19 @@ CATALOG = [
         type=AgentType.GMAIL,
         name="Gmail",
         description="Reads new mail in your Gmail account and suggests what to do about it.",
-        config_schema=_CLOUD,
+        config_schema=GmailAgentCreate.model_json_schema(),
     ),
     CatalogEntry(
         type=AgentType.OUTLOOK,
         name="Outlook",
         description="Reads new mail in your Outlook mailbox and suggests what to do about it.",
-        config_schema=_CLOUD,
+        config_schema=OutlookAgentCreate.model_json_schema(),
     ),
     CatalogEntry(
         type=AgentType.TEAMS,
         name="Microsoft Teams",
         description="Reads your Teams messages and suggests tasks and notes from them.",
-        config_schema=_CLOUD,
+        config_schema=TeamsAgentCreate.model_json_schema(),
     ),
 ]
 
@@ -134,13 +141,80 @@ async def update_local(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**AUTHENTICATED, **NOT_FOUND},
 )
-async def delete_local(
+@router.delete(
+    "/cloud/{agent_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**AUTHENTICATED, **NOT_FOUND},
+)
+async def delete_agent(
     agent_id: uuid.UUID, user: CurrentUser, session: SessionDep, scheduler: BatchSchedulerDep
 ) -> Response:
-    """Delete a local agent with its run logs; a run of it going on this server stops."""
+    """Delete an agent with its run logs; a run of it going on this server stops."""
     await service.delete_agent(session=session, user_id=user.id, agent_id=agent_id)
     scheduler.stop_agent(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/cloud", responses=AUTHENTICATED)
+async def list_cloud(
+    user: CurrentUser, session: SessionDep, cipher: UserCipherDep
+) -> list[CloudAgentRead]:
+    """The signed-in user's cloud-connector agents, oldest first."""
+    return await service.list_cloud_agents(session=session, cipher=cipher, user_id=user.id)
+
+
+@router.post(
+    "/cloud",
+    status_code=status.HTTP_201_CREATED,
+    responses={**AUTHENTICATED, **JSON_BODY, **UNKNOWN_CONNECTION, **OVER_PLAN_LIMIT},
+)
+async def create_cloud(
+    body: CloudAgentCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    cipher: UserCipherDep,
+    settings: SettingsDep,
+) -> CloudAgentRead:
+    """Create a Gmail, Outlook or Teams agent over a connection made with `/oauth/{provider}`."""
+    return await service.create_cloud_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user.id,
+        body=body,
+        settings=settings,
+        now=_now(),
+    )
+
+
+@router.put(
+    "/cloud/{agent_id}",
+    responses={
+        **AUTHENTICATED,
+        **JSON_BODY,
+        **NOT_FOUND,
+        **UNKNOWN_CONNECTION,
+        **OVER_PLAN_LIMIT,
+    },
+)
+async def update_cloud(
+    agent_id: uuid.UUID,
+    body: CloudAgentUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    cipher: UserCipherDep,
+    settings: SettingsDep,
+) -> CloudAgentRead:
+    """Change a cloud agent: only the fields given change; a `filter_config` of another
+    provider than the agent's is a 422."""
+    return await service.update_cloud_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user.id,
+        agent_id=agent_id,
+        body=body,
+        settings=settings,
+        now=_now(),
+    )
 
 
 @router.get("/runs", responses={**AUTHENTICATED, **NOT_FOUND})

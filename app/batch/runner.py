@@ -80,6 +80,14 @@ class RunOutcome:
     items_processed: int
     items_created: int
     errors: list[str]
+    items_waiting: int = 0
+
+
+def capped_errors(errors: list[str]) -> list[str]:
+    """A run's error entries, at most MAX_RUN_ERRORS of them and a line counting the rest."""
+    if len(errors) <= MAX_RUN_ERRORS:
+        return errors
+    return [*errors[:MAX_RUN_ERRORS], f"… and {len(errors) - MAX_RUN_ERRORS} more errors"]
 
 
 class RunEndedError(Exception):
@@ -156,7 +164,7 @@ class RunInbox:
 
 
 @dataclass(slots=True)
-class _Projects:
+class Projects:
     """The user's projects (one `select` per run) and those the run created."""
 
     known: list[Project] = field(default_factory=list)
@@ -194,6 +202,66 @@ def _clip(text: str | None, limit: int) -> str | None:
     return None if text is None else text.strip()[:limit]
 
 
+def _task(task: ExtractedTask, projects: Projects, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "title": _clip(task.title, MAX_TITLE_CHARS),
+        "description": _clip(task.description, MAX_DESCRIPTION_CHARS) or None,
+        "status": "todo",
+        "priority": task.priority,
+        "dueDate": _day_millis(task.due_date, zone),
+        "projectId": projects.resolve(task.project),
+    }
+
+
+def _milestone(
+    milestone: ExtractedMilestone,
+    projects: Projects,
+    zone: ZoneInfo,
+    source: str,
+    errors: list[str],
+) -> dict[str, Any] | None:
+    title = _clip(milestone.title, MAX_TITLE_CHARS)
+    project_id = projects.resolve(milestone.project)
+    if project_id is None:
+        errors.append(f"{source}: milestone “{title}” skipped: its project could not be determined")
+        return None
+    moment = _day_millis(milestone.date, zone)
+    if moment is None:
+        errors.append(f"{source}: milestone “{title}” skipped: it has no usable date")
+        return None
+    return {"title": title, "date": moment, "projectId": project_id}
+
+
+def _note(note: ExtractedNote, projects: Projects) -> dict[str, Any]:
+    return {
+        "title": _clip(note.title, MAX_TITLE_CHARS),
+        "content": note.content,
+        "projectId": projects.resolve(note.project),
+    }
+
+
+def suggestion_rows(
+    extraction: Extraction, projects: Projects, zone: ZoneInfo, *, source: str, errors: list[str]
+) -> list[tuple[Table, dict[str, Any]]]:
+    """The tasks, milestones and notes of an extraction as rows for the desktop (projects are
+    inserted first by the caller, so items can name them). Unusable milestones are skipped and
+    reported in `errors` under `source`."""
+    rows: list[tuple[Table, dict[str, Any]]] = [
+        (Table.TASKS, _task(task, projects, zone)) for task in extraction.tasks
+    ]
+    for milestone in extraction.milestones:
+        data = _milestone(milestone, projects, zone, source, errors)
+        if data is not None:
+            rows.append((Table.TIMELINES, data))
+    rows.extend((Table.NOTES, _note(note, projects)) for note in extraction.notes)
+    return rows
+
+
+def suggestion(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an insert of one unapproved AI suggestion (unset fields left out)."""
+    return {**{key: value for key, value in data.items() if value is not None}, **_SUGGESTION}
+
+
 class LocalRun:
     """One claimed run of a local agent on its connected desktop."""
 
@@ -223,7 +291,7 @@ class LocalRun:
         self._zone = ZoneInfo(config.timezone)
         self._target = CallTarget(link=link, timeout_s=tool_call_timeout_s, run_id=self._run_id)
         self._inbox = RunInbox(limits, config.file_extensions)
-        self._projects: _Projects | None = None
+        self._projects: Projects | None = None
         self._errors: list[str] = []
         self.items_processed = 0
         self.items_created = 0
@@ -276,9 +344,7 @@ class LocalRun:
         return outcome
 
     def _outcome(self) -> RunOutcome:
-        errors = [*self._inbox.errors, *self._errors]
-        if len(errors) > MAX_RUN_ERRORS:
-            errors = [*errors[:MAX_RUN_ERRORS], f"… and {len(errors) - MAX_RUN_ERRORS} more errors"]
+        errors = capped_errors([*self._inbox.errors, *self._errors])
         if not errors:
             status = RunStatus.SUCCESS
         elif self.items_processed or self.items_created:
@@ -332,10 +398,10 @@ class LocalRun:
             self._errors.append(f"{file.path}{where}: the model could not extract from it")
             return None
 
-    async def _user_projects(self) -> _Projects:
+    async def _user_projects(self) -> Projects:
         """The user's projects, read once per run (the first time a file needs the model)."""
         if self._projects is None:
-            self._projects = _Projects()
+            self._projects = Projects()
             try:
                 result = await self._target.execute(
                     ToolAction.SELECT, Table.PROJECTS, filters={"includeArchived": False}
@@ -356,58 +422,17 @@ class LocalRun:
             row = await self._suggest(file, Table.PROJECTS, {"name": _clip(project.name, 200)})
             if row is not None:
                 projects.add(row)
-        for task in extraction.tasks:
-            await self._suggest(file, Table.TASKS, self._task(task, projects))
-        for milestone in extraction.milestones:
-            data = self._milestone(file, milestone, projects)
-            if data is not None:
-                await self._suggest(file, Table.TIMELINES, data)
-        for note in extraction.notes:
-            await self._suggest(file, Table.NOTES, self._note(note, projects))
-
-    def _task(self, task: ExtractedTask, projects: _Projects) -> dict[str, Any]:
-        return {
-            "title": _clip(task.title, MAX_TITLE_CHARS),
-            "description": _clip(task.description, MAX_DESCRIPTION_CHARS) or None,
-            "status": "todo",
-            "priority": task.priority,
-            "dueDate": _day_millis(task.due_date, self._zone),
-            "projectId": projects.resolve(task.project),
-        }
-
-    def _milestone(
-        self, file: AgentFile, milestone: ExtractedMilestone, projects: _Projects
-    ) -> dict[str, Any] | None:
-        title = _clip(milestone.title, MAX_TITLE_CHARS)
-        project_id = projects.resolve(milestone.project)
-        if project_id is None:
-            self._errors.append(
-                f"{file.path}: milestone “{title}” skipped: its project could not be determined"
-            )
-            return None
-        moment = _day_millis(milestone.date, self._zone)
-        if moment is None:
-            self._errors.append(f"{file.path}: milestone “{title}” skipped: it has no usable date")
-            return None
-        return {"title": title, "date": moment, "projectId": project_id}
-
-    @staticmethod
-    def _note(note: ExtractedNote, projects: _Projects) -> dict[str, Any]:
-        return {
-            "title": _clip(note.title, MAX_TITLE_CHARS),
-            "content": note.content,
-            "projectId": projects.resolve(note.project),
-        }
+        for table, data in suggestion_rows(
+            extraction, projects, self._zone, source=file.path, errors=self._errors
+        ):
+            await self._suggest(file, table, data)
 
     async def _suggest(
         self, file: AgentFile, table: Table, data: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Insert one item as an unapproved AI suggestion; a refusal is an error entry."""
-        fields = {key: value for key, value in data.items() if value is not None}
         try:
-            result = await self._target.execute(
-                ToolAction.INSERT, table, data={**fields, **_SUGGESTION}
-            )
+            result = await self._target.execute(ToolAction.INSERT, table, data=suggestion(data))
         except ToolCallError as exc:
             self._raise_if_gone(exc)
             self._errors.append(f"{file.path}: a {table.value} item was not inserted: {exc}")

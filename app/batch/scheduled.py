@@ -26,7 +26,9 @@ from datetime import UTC, datetime, timedelta
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.batch import service
+from app.batch import delivery, service
+from app.batch.cloud_run import CloudRun
+from app.batch.delivery import SuggestionDelivery
 from app.batch.exceptions import DeviceNotConnectedError
 from app.batch.models import RunStatus, RunTrigger
 from app.batch.runner import DEVICE_DISCONNECTED, LocalRun, RunLimits, RunOutcome
@@ -98,8 +100,17 @@ class BatchScheduler:
         self._limits = run_limits(settings)
         self._launched: dict[uuid.UUID, _Launched] = {}
         # One run at a time per desktop; idle desktops cost nothing (weak values).
-        self._device_turns: weakref.WeakValueDictionary[tuple[uuid.UUID, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
+        # Cloud runs of one user take turns too (their device is None).
+        self._device_turns: weakref.WeakValueDictionary[
+            tuple[uuid.UUID, str | None], asyncio.Lock
+        ] = weakref.WeakValueDictionary()
+        self.delivery = SuggestionDelivery(
+            sessionmaker=sessionmaker,
+            keyring=keyring,
+            registry=registry,
+            tool_call_timeout_s=settings.tool_call_timeout_s,
+            ttl=timedelta(seconds=settings.cloud_delivery_ttl_s),
+            clock=clock,
         )
 
     @property
@@ -123,10 +134,14 @@ class BatchScheduler:
             )
         if recovered:
             metrics.BATCH_RUNS.labels(RunStatus.ERROR.value).inc(recovered)
-        return await self._claim(self._registry.connected(), RunTrigger.SCHEDULE, now)
+        async with self._sessionmaker() as session:
+            await delivery.drop_expired(session=session, now=now)
+        return await self._claim(self._registry.connected(), RunTrigger.SCHEDULE, now, cloud=True)
 
     async def catch_up(self, link: DeviceLink) -> None:
-        """On `device_hello`: the device's overdue agents run now, one after another."""
+        """On `device_hello`: the user's waiting cloud suggestions are delivered, then the
+        device's overdue agents run, one after another."""
+        await self.delivery.deliver(link.user_id)
         await self._claim([(link.user_id, link.device_id)], RunTrigger.HELLO, self._clock())
 
     async def start_manual(self, *, user_id: uuid.UUID, agent_id: uuid.UUID) -> uuid.UUID:
@@ -141,7 +156,7 @@ class BatchScheduler:
             )
             if self._model is None:
                 raise ModelNotConfiguredError(self._not_configured)
-            if not self._registry.is_online(user_id, device_id):
+            if device_id is not None and not self._registry.is_online(user_id, device_id):
                 raise DeviceNotConnectedError
             claimed = await service.start_manual_run(
                 session=session, user_id=user_id, agent_id=agent_id, now=self._clock()
@@ -150,13 +165,23 @@ class BatchScheduler:
         return claimed.run_id
 
     async def _claim(
-        self, devices: list[tuple[uuid.UUID, str]], trigger: RunTrigger, now: datetime
+        self,
+        devices: list[tuple[uuid.UUID, str]],
+        trigger: RunTrigger,
+        now: datetime,
+        *,
+        cloud: bool = False,
     ) -> list[service.ClaimedRun]:
-        if self._model is None or not devices:
+        if self._model is None or not (devices or cloud):
             return []
         async with self._sessionmaker() as session:
             claimed = await service.claim_due_runs(
-                session=session, devices=devices, now=now, trigger=trigger, limit=CLAIMS_PER_PASS
+                session=session,
+                devices=devices,
+                now=now,
+                trigger=trigger,
+                limit=CLAIMS_PER_PASS,
+                cloud=cloud,
             )
         for run in claimed:
             # The scheduler's own lateness; a catch-up on hello is as late as the desktop was away.
@@ -172,7 +197,7 @@ class BatchScheduler:
         self._launched[claimed.run_id] = _Launched(claimed.agent_id, task)
         task.add_done_callback(lambda _: self._launched.pop(claimed.run_id, None))
 
-    def _turn(self, user_id: uuid.UUID, device_id: str) -> asyncio.Lock:
+    def _turn(self, user_id: uuid.UUID, device_id: str | None) -> asyncio.Lock:
         key = (user_id, device_id)
         lock = self._device_turns.get(key)
         if lock is None:
@@ -189,9 +214,15 @@ class BatchScheduler:
                 cipher = await UserCipher.for_user(
                     session=session, keyring=self._keyring, user_id=claimed.user_id
                 )
-                config = await service.local_agent_config(
-                    session=session, cipher=cipher, agent_id=claimed.agent_id
-                )
+                config: service.LocalAgentConfig | service.CloudAgentConfig | None
+                if claimed.device_id is None:
+                    config = await service.cloud_agent_config(
+                        session=session, cipher=cipher, agent_id=claimed.agent_id
+                    )
+                else:
+                    config = await service.local_agent_config(
+                        session=session, cipher=cipher, agent_id=claimed.agent_id
+                    )
             if config is None:
                 return  # the agent was deleted, and its run log with it
             try:
@@ -205,16 +236,33 @@ class BatchScheduler:
             await self._finish(claimed, cipher, outcome)
 
     async def _execute(
-        self, claimed: service.ClaimedRun, config: service.LocalAgentConfig, cipher: UserCipher
+        self,
+        claimed: service.ClaimedRun,
+        config: service.LocalAgentConfig | service.CloudAgentConfig,
+        cipher: UserCipher,
     ) -> RunOutcome:
-        link = self._registry.device(claimed.user_id, claimed.device_id)
-        if link is None or link.disconnected.is_set():
-            return _ended(DEVICE_DISCONNECTED)
         assert self._model is not None  # nothing is claimed without one
         ledger = UsageLedger(user_id=claimed.user_id, run_id=str(claimed.run_id))
-        # Stored however the run ends: calls made before a cancel or a failure count too.
+        # Local and cloud runs alike; stored however the run ends: calls made before a
+        # cancel or a failure count too.
+        callbacks = [UsageCallback(ledger, prices=self._settings.llm_prices, role=ROLE_EXTRACTION)]
         with self._usage.attributed(ledger):
-            run = LocalRun(
+            if isinstance(config, service.CloudAgentConfig):
+                return await CloudRun(
+                    run_id=claimed.run_id,
+                    config=config,
+                    settings=self._settings,
+                    model=self._model,
+                    sessionmaker=self._sessionmaker,
+                    cipher=cipher,
+                    delivery=self.delivery,
+                    clock=self._clock,
+                    callbacks=callbacks,
+                ).execute()
+            link = self._registry.device(claimed.user_id, claimed.device_id)
+            if link is None or link.disconnected.is_set():
+                return _ended(DEVICE_DISCONNECTED)
+            return await LocalRun(
                 run_id=claimed.run_id,
                 config=config,
                 link=link,
@@ -224,11 +272,8 @@ class BatchScheduler:
                 limits=self._limits,
                 tool_call_timeout_s=self._settings.tool_call_timeout_s,
                 clock=self._clock,
-                callbacks=[
-                    UsageCallback(ledger, prices=self._settings.llm_prices, role=ROLE_EXTRACTION)
-                ],
-            )
-            return await run.execute()
+                callbacks=callbacks,
+            ).execute()
 
     async def _finish(
         self, claimed: service.ClaimedRun, cipher: UserCipher, outcome: RunOutcome
@@ -243,6 +288,7 @@ class BatchScheduler:
                 items_created=outcome.items_created,
                 errors=outcome.errors,
                 now=self._clock(),
+                items_waiting=outcome.items_waiting,
             )
         if finished:  # not when another instance's recovery ended it first (and counted it)
             metrics.BATCH_RUNS.labels(outcome.status.value).inc()

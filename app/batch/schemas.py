@@ -8,7 +8,7 @@ Schema of each create model, so what the desktop shows is what is checked.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
@@ -19,9 +19,10 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
-from app.batch.models import AgentType, RunStatus, RunTrigger
+from app.batch.models import AgentType, JourneyKind, RunStatus, RunTrigger
 from app.batch.schedule import (
     MAX_CRON_CHARS,
     MAX_TIMEZONE_CHARS,
@@ -144,23 +145,118 @@ class LocalAgentUpdate(_Strict):
     enabled: StrictBool | None = None
 
 
-class CloudFilter(_Strict):
-    """Which messages a cloud agent reads."""
+Filter = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=20)]
+MAX_ENCRYPTED_TOKEN_CHARS = 1000
 
-    query: Annotated[str, Field(max_length=500)] = ""
-    folders: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=20)] = Field(
-        default_factory=list
+
+class DateRange(_Strict):
+    """Which days a first run reads (default: the last 7); later runs read what is new."""
+
+    start: date | None = None
+    end: date | None = Field(default=None, description="Messages before this day only.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.start and self.end and self.end <= self.start:
+            msg = "date_range.end must be after date_range.start"
+            raise ValueError(msg)
+        return self
+
+
+class GmailFilter(_Strict):
+    labels: Filter = Field(default_factory=list, description="Gmail label ids, e.g. INBOX.")
+    senders: Filter = Field(default_factory=list)
+    date_range: DateRange = Field(default_factory=DateRange)
+
+
+class OutlookFilter(_Strict):
+    folders: Filter = Field(
+        default_factory=list, description="Mail folder ids or well-known names."
     )
-    max_messages: Annotated[int, Field(ge=1, le=500)] = 50
+    senders: Filter = Field(default_factory=list)
+    date_range: DateRange = Field(default_factory=DateRange)
 
 
-class CloudAgentCreate(AgentSettings):
-    """A cloud-connector agent (Gmail, Outlook, Teams): the configuration the catalog shows.
+# A channel is named by its team and itself (Graph reads it at /teams/{team}/channels/{id}).
+ChannelFilter = Annotated[
+    list[Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[^/]+/[^/]+$")]],
+    Field(max_length=20),
+]
 
-    Its routes come with the cloud-connector issue.
-    """
 
-    filter_config: CloudFilter = Field(default_factory=CloudFilter)
+class TeamsFilter(_Strict):
+    chats: Filter = Field(default_factory=list, description="Chat ids; none: every chat.")
+    channels: ChannelFilter = Field(
+        default_factory=list, description="Channels as team-id/channel-id."
+    )
+    date_range: DateRange = Field(default_factory=DateRange)
+
+
+CLOUD_FILTERS: dict[AgentType, type[GmailFilter | OutlookFilter | TeamsFilter]] = {
+    AgentType.GMAIL: GmailFilter,
+    AgentType.OUTLOOK: OutlookFilter,
+    AgentType.TEAMS: TeamsFilter,
+}
+# A Fernet token: URL-safe base64 of at least 73 bytes (version, time, IV, a block, HMAC).
+MIN_ENCRYPTED_TOKEN_CHARS = 100
+EncryptedToken = Annotated[
+    str,
+    Field(
+        min_length=MIN_ENCRYPTED_TOKEN_CHARS,
+        max_length=MAX_ENCRYPTED_TOKEN_CHARS,
+        pattern=r"^[A-Za-z0-9_-]+={0,2}$",
+        description="The reference the OAuth callback answered (never the provider's token);"
+        " one of another account, or for another provider, is refused with 400.",
+    ),
+]
+
+
+class _CloudAgentCreate(AgentSettings):
+    encrypted_token: EncryptedToken
+
+
+class GmailAgentCreate(_CloudAgentCreate):
+    """A Gmail agent: new mail in the connected account."""
+
+    provider: Literal[AgentType.GMAIL]
+    filter_config: GmailFilter = Field(default_factory=GmailFilter)
+
+
+class OutlookAgentCreate(_CloudAgentCreate):
+    """An Outlook agent: new mail in the connected Microsoft mailbox."""
+
+    provider: Literal[AgentType.OUTLOOK]
+    filter_config: OutlookFilter = Field(default_factory=OutlookFilter)
+
+
+class TeamsAgentCreate(_CloudAgentCreate):
+    """A Teams agent: new chat and channel messages of the connected Microsoft account."""
+
+    provider: Literal[AgentType.TEAMS]
+    filter_config: TeamsFilter = Field(default_factory=TeamsFilter)
+
+
+CloudAgentCreate = Annotated[
+    GmailAgentCreate | OutlookAgentCreate | TeamsAgentCreate, Field(discriminator="provider")
+]
+
+
+class CloudAgentUpdate(_Strict):
+    """A change to a cloud agent: only the fields given change (the provider stays)."""
+
+    name: Name | None = None
+    encrypted_token: EncryptedToken | None = None
+    # Each filter forbids the others' fields, so the union says which shape is which; the
+    # agent's provider is only known from its id, and a filter of another provider is a 422.
+    filter_config: GmailFilter | OutlookFilter | TeamsFilter | None = Field(
+        default=None,
+        description="The provider's filter, as on creation; one of another provider is a 422.",
+    )
+    data_types: DataTypes | None = None
+    prompt_template: PromptTemplate | None = None
+    schedule_cron: Cron | None = None
+    timezone: Timezone = None
+    enabled: StrictBool | None = None
 
 
 class LocalAgentRead(BaseModel):
@@ -170,6 +266,22 @@ class LocalAgentRead(BaseModel):
     device_id: str
     directory_paths: list[str]
     file_extensions: list[str]
+    data_types: list[DataType]
+    prompt_template: str
+    schedule_cron: str
+    timezone: str
+    enabled: bool
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CloudAgentRead(BaseModel):
+    id: uuid.UUID
+    provider: Literal[AgentType.GMAIL, AgentType.OUTLOOK, AgentType.TEAMS]
+    name: str
+    filter_config: dict[str, object]
     data_types: list[DataType]
     prompt_template: str
     schedule_cron: str
@@ -195,6 +307,9 @@ class RunRead(BaseModel):
     status: RunStatus
     items_processed: int
     items_created: int
+    items_waiting: int = Field(
+        description="Cloud runs: the user's suggestions still waiting for a desktop at the end."
+    )
     errors: list[str]
     started_at: datetime
     completed_at: datetime | None
@@ -210,3 +325,34 @@ class RunPage(BaseModel):
 class RunStarted(BaseModel):
     ok: Literal[True] = True
     run_id: uuid.UUID
+
+
+# -- the setup journey -------------------------------------------------------------------
+
+MAX_JOURNEY_MESSAGE_CHARS = 2000
+
+
+class JourneyStart(_Strict):
+    agent_type: JourneyKind
+    agent_id: uuid.UUID | None = Field(
+        default=None, description="One of the user's agents, to refine its prompt template."
+    )
+
+
+class JourneyMessage(_Strict):
+    session_id: uuid.UUID
+    message: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=MAX_JOURNEY_MESSAGE_CHARS
+        ),
+    ]
+
+
+class JourneyReply(BaseModel):
+    session_id: uuid.UUID
+    message: str
+    done: bool
+    prompt_template: str | None = Field(
+        default=None, description="When done: the instruction for the extraction model."
+    )

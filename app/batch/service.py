@@ -18,34 +18,62 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, func, select, text, tuple_, update
+from pydantic import ValidationError
+from sqlalchemy import (
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import String
 
 from app.auth import service as auth_service
-from app.batch.exceptions import AgentNotFoundError, EnabledAgentLimitError, RunAlreadyGoingError
+from app.batch import oauth
+from app.batch.exceptions import (
+    AgentNotFoundError,
+    EnabledAgentLimitError,
+    InvalidFilterError,
+    RunAlreadyGoingError,
+    UnknownConnectionError,
+)
 from app.batch.models import (
     AgentType,
     BatchAgent,
     BatchRun,
+    CloudProvider,
     ProcessedChunk,
     RunStatus,
     RunTrigger,
 )
 from app.batch.schedule import next_run_after
 from app.batch.schemas import (
+    CLOUD_FILTERS,
+    AgentSettings,
+    CloudAgentRead,
+    CloudAgentUpdate,
+    GmailAgentCreate,
     LocalAgentCreate,
     LocalAgentRead,
     LocalAgentUpdate,
+    OutlookAgentCreate,
     RunPage,
     RunRead,
+    TeamsAgentCreate,
 )
 from app.core.keys import MasterKeyring
 from app.core.settings import Settings
@@ -79,12 +107,13 @@ class LocalAgentConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRun:
-    """A run row in `running`, not yet begun: which agent, on which user's desktop."""
+    """A run row in `running`, not yet begun: which agent, on which user's desktop (None: a
+    cloud agent, which needs no desktop)."""
 
     run_id: uuid.UUID
     agent_id: uuid.UUID
     user_id: uuid.UUID
-    device_id: str
+    device_id: str | None
     trigger: RunTrigger
     due_at: datetime | None = None
     """The slot the run was claimed for (its agent's `next_run_at`); None for a manual run."""
@@ -93,13 +122,19 @@ class ClaimedRun:
 # -- configurations ------------------------------------------------------------
 
 
-def _seal(cipher: UserCipher, private: dict[str, Any]) -> bytes:
+def seal(cipher: UserCipher, private: dict[str, Any]) -> bytes:
+    """A JSON document of the user's words, encrypted with their data key."""
     return cipher.encrypt(json.dumps(private, ensure_ascii=False, separators=(",", ":")))
 
 
-def _unseal(cipher: UserCipher, agent: BatchAgent) -> dict[str, Any]:
-    private: dict[str, Any] = json.loads(cipher.decrypt(agent.settings_encrypted))
+def unseal(cipher: UserCipher, sealed: bytes) -> dict[str, Any]:
+    """The document `seal` encrypted."""
+    private: dict[str, Any] = json.loads(cipher.decrypt(sealed))
     return private
+
+
+def _unseal(cipher: UserCipher, agent: BatchAgent) -> dict[str, Any]:
+    return unseal(cipher, agent.settings_encrypted)
 
 
 def _local_read(agent: BatchAgent, private: dict[str, Any]) -> LocalAgentRead:
@@ -188,7 +223,7 @@ async def disable_over_limit(
     """Disable the user's newest enabled agents beyond `limit` (deleting none): how many.
 
     The caller holds the account lock (billing does, while it changes the plan),
-    so no agent is enabled meanwhile.
+    so no agent is enabled meanwhile. Local and cloud agents are counted together.
     """
     # The oldest `limit` stay enabled; the rest are the newest, switched off.
     over = (
@@ -220,26 +255,28 @@ async def count_agents(*, session: AsyncSession, user_id: uuid.UUID) -> tuple[in
     return row[0], row[1]
 
 
-async def create_local_agent(
+async def _add_agent(
     *,
     session: AsyncSession,
     cipher: UserCipher,
     user_id: uuid.UUID,
-    body: LocalAgentCreate,
+    agent_type: AgentType,
+    device_id: str | None,
+    body: AgentSettings,
+    private: dict[str, Any],
     settings: Settings,
     now: datetime,
-) -> LocalAgentRead:
-    """Store a new local agent; without a time zone it takes the user's (else the default)."""
+) -> BatchAgent:
+    """Store a new agent of any type; without a time zone it takes the user's (else the default)."""
     timezone = body.timezone or await memory_core.user_timezone(
         session=session, cipher=cipher, user_id=user_id, default=settings.default_timezone
     )
-    private = body.model_dump(mode="json", include=set(_PRIVATE_FIELDS))
     agent = BatchAgent(
         id=uuid.uuid4(),
         user_id=user_id,
-        agent_type=AgentType.LOCAL_DIRECTORY.value,
-        device_id=body.device_id,
-        settings_encrypted=_seal(cipher, private),
+        agent_type=agent_type.value,
+        device_id=device_id,
+        settings_encrypted=seal(cipher, private),
         schedule_cron=body.schedule_cron,
         timezone=timezone,
         enabled=False,
@@ -250,6 +287,31 @@ async def create_local_agent(
         await _enable(session=session, settings=settings, agent=agent, now=now)
     session.add(agent)
     await session.commit()
+    return agent
+
+
+async def create_local_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    body: LocalAgentCreate,
+    settings: Settings,
+    now: datetime,
+) -> LocalAgentRead:
+    """Store a new local agent."""
+    private = body.model_dump(mode="json", include=set(_PRIVATE_FIELDS))
+    agent = await _add_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        agent_type=AgentType.LOCAL_DIRECTORY,
+        device_id=body.device_id,
+        body=body,
+        private=private,
+        settings=settings,
+        now=now,
+    )
     return _local_read(agent, private)
 
 
@@ -268,6 +330,61 @@ async def list_local_agents(
     return [_local_read(agent, _unseal(cipher, agent)) for agent in agents]
 
 
+async def _agent_to_change(
+    *,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    agent_types: Collection[str],
+    enabling: bool,
+) -> BatchAgent:
+    """The user's agent of one of `agent_types`, its row locked for a change (404 otherwise).
+
+    Switching on locks the account first, the order billing's downgrade locks them in.
+    """
+    if enabling:
+        await _lock_account(session=session, user_id=user_id)
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
+    if agent.agent_type not in agent_types:
+        raise AgentNotFoundError
+    return agent
+
+
+async def _change_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    settings: Settings,
+    agent: BatchAgent,
+    changes: dict[str, Any],
+    private_fields: Sequence[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply `changes` to any agent type; the agent's private fields after the change.
+
+    A new schedule (or switching on) starts from the next slot. Switching on needs
+    room under the plan's limit (403 otherwise, and nothing changes); switching
+    off always works.
+    """
+    private = _unseal(cipher, agent) | {k: v for k, v in changes.items() if k in private_fields}
+    rescheduled = any(
+        changes.get(field, getattr(agent, field)) != getattr(agent, field)
+        for field in ("schedule_cron", "timezone")
+    )
+    agent.device_id = changes.get("device_id", agent.device_id)
+    agent.schedule_cron = changes.get("schedule_cron", agent.schedule_cron)
+    agent.timezone = changes.get("timezone", agent.timezone)
+    agent.settings_encrypted = seal(cipher, private)
+    agent.updated_at = now
+    enabled = changes.get("enabled", agent.enabled)
+    if enabled and (rescheduled or not agent.enabled):
+        await _enable(session=session, settings=settings, agent=agent, now=now)
+    elif not enabled:
+        _disable(agent)
+    await session.commit()
+    return private
+
+
 async def update_local_agent(
     *,
     session: AsyncSession,
@@ -278,34 +395,24 @@ async def update_local_agent(
     settings: Settings,
     now: datetime,
 ) -> LocalAgentRead:
-    """Change the fields given; a new schedule (or switching on) starts from the next slot.
-
-    Switching on needs room under the plan's limit (403 otherwise, and nothing
-    changes); switching off always works.
-    """
-    if body.enabled:
-        # The account before the agent row: the order billing's downgrade locks them in.
-        await _lock_account(session=session, user_id=user_id)
-    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id, for_update=True)
-    if agent.agent_type != AgentType.LOCAL_DIRECTORY.value:
-        raise AgentNotFoundError
-    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-    private = _unseal(cipher, agent) | {k: v for k, v in changes.items() if k in _PRIVATE_FIELDS}
-    rescheduled = any(
-        changes.get(field, getattr(agent, field)) != getattr(agent, field)
-        for field in ("schedule_cron", "timezone")
+    """Change the fields given."""
+    agent = await _agent_to_change(
+        session=session,
+        user_id=user_id,
+        agent_id=agent_id,
+        agent_types=(AgentType.LOCAL_DIRECTORY.value,),
+        enabling=bool(body.enabled),
     )
-    agent.device_id = changes.get("device_id", agent.device_id)
-    agent.schedule_cron = changes.get("schedule_cron", agent.schedule_cron)
-    agent.timezone = changes.get("timezone", agent.timezone)
-    agent.settings_encrypted = _seal(cipher, private)
-    agent.updated_at = now
-    enabled = changes.get("enabled", agent.enabled)
-    if enabled and (rescheduled or not agent.enabled):
-        await _enable(session=session, settings=settings, agent=agent, now=now)
-    elif not enabled:
-        _disable(agent)
-    await session.commit()
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    private = await _change_agent(
+        session=session,
+        cipher=cipher,
+        settings=settings,
+        agent=agent,
+        changes=changes,
+        private_fields=_PRIVATE_FIELDS,
+        now=now,
+    )
     return _local_read(agent, private)
 
 
@@ -319,6 +426,15 @@ async def delete_agent(*, session: AsyncSession, user_id: uuid.UUID, agent_id: u
     if deleted is None:
         raise AgentNotFoundError
     await session.commit()
+
+
+async def agent_prompt_template(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, agent_id: uuid.UUID
+) -> tuple[AgentType, str]:
+    """The user's agent's type and prompt template (404 for an agent that is not theirs)."""
+    agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
+    template: str = _unseal(cipher, agent)["prompt_template"]
+    return AgentType(agent.agent_type), template
 
 
 async def local_agent_config(
@@ -339,6 +455,175 @@ async def local_agent_config(
         data_types=frozenset(DataType(kind) for kind in private["data_types"]),
         prompt_template=private["prompt_template"],
         timezone=agent.timezone,
+    )
+
+
+# -- cloud agents ----------------------------------------------------------------
+
+# What the user wrote or chose for a cloud agent, stored encrypted, with the connection it reads.
+_CLOUD_PRIVATE_FIELDS = ("name", "data_types", "prompt_template", "filter_config", "connection_id")
+_CLOUD_TYPES = tuple(t.value for t in (AgentType.GMAIL, AgentType.OUTLOOK, AgentType.TEAMS))
+
+
+@dataclass(frozen=True, slots=True)
+class CloudAgentConfig:
+    """What a run of a cloud agent needs, decrypted."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    provider: CloudProvider
+    connection_id: uuid.UUID
+    name: str
+    filter_config: dict[str, Any]
+    data_types: frozenset[DataType]
+    prompt_template: str
+    timezone: str
+    last_success_at: datetime | None
+
+
+def _cloud_read(agent: BatchAgent, private: dict[str, Any]) -> CloudAgentRead:
+    return CloudAgentRead(
+        id=agent.id,
+        provider=AgentType(agent.agent_type),
+        schedule_cron=agent.schedule_cron,
+        timezone=agent.timezone,
+        enabled=agent.enabled,
+        last_run_at=agent.last_run_at,
+        next_run_at=agent.next_run_at,
+        created_at=agent.created_at,
+        updated_at=agent.updated_at,
+        **{k: v for k, v in private.items() if k != "connection_id"},
+    )
+
+
+async def _connection(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID, provider: str, reference: str
+) -> str:
+    """The id of the user's connection an `encrypted_token` names (`UnknownConnectionError`)."""
+    found = oauth.connection_id(cipher, CloudProvider(provider), reference)
+    if not await oauth.connection_exists(session=session, user_id=user_id, connection_id=found):
+        raise UnknownConnectionError
+    return str(found)
+
+
+async def create_cloud_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    body: GmailAgentCreate | OutlookAgentCreate | TeamsAgentCreate,
+    settings: Settings,
+    now: datetime,
+) -> CloudAgentRead:
+    """Store a new cloud agent reading the connection `encrypted_token` names.
+
+    Enabled, it takes a place under the plan's limit like a local agent (one count).
+    """
+    private = body.model_dump(mode="json", include=set(_CLOUD_PRIVATE_FIELDS))
+    private["connection_id"] = await _connection(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        provider=body.provider.value,
+        reference=body.encrypted_token,
+    )
+    agent = await _add_agent(
+        session=session,
+        cipher=cipher,
+        user_id=user_id,
+        agent_type=body.provider,
+        device_id=None,
+        body=body,
+        private=private,
+        settings=settings,
+        now=now,
+    )
+    return _cloud_read(agent, private)
+
+
+async def list_cloud_agents(
+    *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID
+) -> list[CloudAgentRead]:
+    """The user's cloud agents, oldest first."""
+    agents = await session.scalars(
+        select(BatchAgent)
+        .where(BatchAgent.user_id == user_id, BatchAgent.agent_type.in_(_CLOUD_TYPES))
+        .order_by(BatchAgent.created_at, BatchAgent.id)
+    )
+    return [_cloud_read(agent, _unseal(cipher, agent)) for agent in agents]
+
+
+async def update_cloud_agent(
+    *,
+    session: AsyncSession,
+    cipher: UserCipher,
+    user_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    body: CloudAgentUpdate,
+    settings: Settings,
+    now: datetime,
+) -> CloudAgentRead:
+    """Change the fields given; a new filter is checked against the agent's provider (422)."""
+    agent = await _agent_to_change(
+        session=session,
+        user_id=user_id,
+        agent_id=agent_id,
+        agent_types=_CLOUD_TYPES,
+        enabling=bool(body.enabled),
+    )
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    if "filter_config" in changes:
+        try:
+            checked = CLOUD_FILTERS[AgentType(agent.agent_type)].model_validate(
+                changes["filter_config"]
+            )
+        except ValidationError as exc:
+            raise InvalidFilterError(exc) from None
+        changes["filter_config"] = checked.model_dump(mode="json")
+    if "encrypted_token" in changes:
+        changes["connection_id"] = await _connection(
+            session=session,
+            cipher=cipher,
+            user_id=user_id,
+            provider=agent.agent_type,
+            reference=changes.pop("encrypted_token"),
+        )
+    private = await _change_agent(
+        session=session,
+        cipher=cipher,
+        settings=settings,
+        agent=agent,
+        changes=changes,
+        private_fields=_CLOUD_PRIVATE_FIELDS,
+        now=now,
+    )
+    return _cloud_read(agent, private)
+
+
+async def cloud_agent_config(
+    *, session: AsyncSession, cipher: UserCipher, agent_id: uuid.UUID
+) -> CloudAgentConfig | None:
+    """What a run of the cloud agent needs; None when the agent is gone."""
+    agent = await session.get(BatchAgent, agent_id)
+    if agent is None or agent.agent_type not in _CLOUD_TYPES:
+        return None
+    private = _unseal(cipher, agent)
+    last_success = await session.scalar(
+        select(func.max(BatchRun.started_at)).where(
+            BatchRun.agent_id == agent_id, BatchRun.status == RunStatus.SUCCESS.value
+        )
+    )
+    return CloudAgentConfig(
+        id=agent.id,
+        user_id=agent.user_id,
+        provider=CloudProvider(agent.agent_type),
+        connection_id=uuid.UUID(private["connection_id"]),
+        name=private["name"],
+        filter_config=private["filter_config"],
+        data_types=frozenset(DataType(kind) for kind in private["data_types"]),
+        prompt_template=private["prompt_template"],
+        timezone=agent.timezone,
+        last_success_at=last_success,
     )
 
 
@@ -382,6 +667,7 @@ async def list_runs(
             status=RunStatus(run.status),
             items_processed=run.items_processed,
             items_created=run.items_created,
+            items_waiting=run.items_waiting,
             errors=_errors(cipher, run),
             started_at=run.started_at,
             completed_at=run.completed_at,
@@ -427,15 +713,17 @@ async def claim_due_runs(
     now: datetime,
     trigger: RunTrigger,
     limit: int,
+    cloud: bool = False,
 ) -> list[ClaimedRun]:
-    """Claim the enabled agents due by `now` on the given (user, device) pairs, oldest first.
+    """Claim the enabled agents due by `now` on the given (user, device) pairs (and, with
+    `cloud`, every due cloud agent: they need no desktop), oldest first.
 
     Each claimed agent's `next_run_at` moves to its first slot after `now`, so
     slots missed while the device was away make one run, not one each. Rows
     another transaction holds are skipped, so concurrent claims never overlap;
     an agent whose run is still going keeps its slot taken but gets no second run.
     """
-    if not devices:
+    if not devices and not cloud:
         return []
     connected = (
         func.unnest(
@@ -458,8 +746,11 @@ async def claim_due_runs(
             .where(
                 BatchAgent.enabled,
                 BatchAgent.next_run_at <= now,
-                tuple_(BatchAgent.user_id, BatchAgent.device_id).in_(
-                    select(connected.c.user_id, connected.c.device_id)
+                or_(
+                    tuple_(BatchAgent.user_id, BatchAgent.device_id).in_(
+                        select(connected.c.user_id, connected.c.device_id)
+                    ),
+                    and_(literal(cloud), BatchAgent.device_id.is_(None)),
                 ),
             )
             .order_by(BatchAgent.next_run_at)
@@ -503,8 +794,6 @@ async def start_manual_run(
 ) -> ClaimedRun:
     """A `running` row for a manual run; `RunAlreadyGoingError` when one is going."""
     agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
-    if agent.device_id is None:
-        raise AgentNotFoundError
     started = (
         await session.execute(_new_runs([(agent.id, user_id)], RunTrigger.MANUAL, now))
     ).first()
@@ -520,11 +809,12 @@ async def start_manual_run(
     )
 
 
-async def agent_device(*, session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID) -> str:
-    """The desktop a local agent of the user runs on (`AgentNotFoundError` otherwise)."""
+async def agent_device(
+    *, session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID
+) -> str | None:
+    """The desktop an agent of the user runs on; None for a cloud agent (`AgentNotFoundError`
+    when the agent is not the user's)."""
     agent = await _owned_agent(session=session, user_id=user_id, agent_id=agent_id)
-    if agent.device_id is None:
-        raise AgentNotFoundError
     return agent.device_id
 
 
@@ -565,6 +855,7 @@ async def finish_run(
     items_created: int,
     errors: Sequence[str],
     now: datetime,
+    items_waiting: int = 0,
 ) -> bool:
     """Record how a run ended, and when its agent ran last and runs next.
 
@@ -579,6 +870,7 @@ async def finish_run(
                 status=status.value,
                 items_processed=items_processed,
                 items_created=items_created,
+                items_waiting=items_waiting,
                 errors_encrypted=cipher.encrypt(json.dumps(list(errors))) if errors else None,
                 completed_at=now,
             )

@@ -28,7 +28,10 @@ MIB = 1024 * KIB
 # characters; `/chat` a message of at most 32,000 characters plus a context of
 # at most 16 KiB; `/storage/vectors/embed` a text of at most 16,000 characters; a
 # local agent at most 25,300 characters (20 paths of 1,024, a prompt template of
-# 4,000, names and ids). A `{id}` segment stands for any one path segment.
+# 4,000, names and ids); a cloud agent at most 13,500 (two filter lists of 20
+# entries of 200, a prompt template of 4,000, a name, an encrypted_token of 1,000);
+# a setup-journey answer at most 2,000 characters. A `{id}` segment stands for any
+# one path segment.
 AUTH_BODY_BYTES = 16 * KIB
 AGENT_BODY_BYTES = 160 * KIB
 # Stripe events are small JSON documents; an invoice with many lines is the largest.
@@ -50,6 +53,10 @@ ROUTE_BODY_LIMITS: Mapping[str, int] = {
     "/storage/vectors/embed": 128 * KIB,
     "/agents/local": AGENT_BODY_BYTES,
     "/agents/local/{id}": AGENT_BODY_BYTES,
+    "/agents/cloud": AGENT_BODY_BYTES,
+    "/agents/cloud/{id}": AGENT_BODY_BYTES,
+    "/agents/journey/start": AUTH_BODY_BYTES,
+    "/agents/journey/message": AUTH_BODY_BYTES,
     "/billing/checkout": 4 * KIB,  # a tier and a seat count
     "/billing/portal": 1 * KIB,  # no body is read
     "/billing/webhook": STRIPE_WEBHOOK_BODY_BYTES,

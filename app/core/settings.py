@@ -141,6 +141,35 @@ class Settings(BaseSettings):
     # Characters of a file sent to the model in one extraction call; longer files go in pieces.
     batch_chunk_chars: int = Field(default=12_000, ge=500)
 
+    # Cloud connectors (README, Cloud agents). Redirect URIs are
+    # {OAUTH_REDIRECT_BASE}/api/v1/oauth/{provider}/callback; the URL settings default to the
+    # providers' real endpoints. OAUTH_DESKTOP_REDIRECT (a deep link) makes the callback hand
+    # control back to the desktop app instead of answering JSON.
+    oauth_redirect_base: str | None = None
+    oauth_desktop_redirect: str | None = None
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    gmail_api_base: str = "https://gmail.googleapis.com"
+    microsoft_client_id: str | None = None
+    microsoft_client_secret: SecretStr | None = None
+    microsoft_tenant: str = "common"
+    # Default: https://login.microsoftonline.com/{MICROSOFT_TENANT}/oauth2/v2.0/authorize
+    # (and …/token).
+    microsoft_auth_url: str | None = None
+    microsoft_token_url: str | None = None
+    ms_graph_api_base: str = "https://graph.microsoft.com"
+    # Messages one cloud run reads at most; attempts per provider request on 429/5xx, and
+    # the longest Retry-After honoured (a longer one ends the fetch as an error).
+    cloud_max_messages_per_run: int = Field(default=200, ge=1)
+    cloud_http_attempts: int = Field(default=4, ge=1, le=10)
+    cloud_max_retry_after_s: float = Field(default=60.0, ge=0)
+    # Extracted items wait this long for a desktop to connect, then expire.
+    cloud_delivery_ttl_s: float = Field(default=14 * 24 * 3600.0, gt=0)
+    # A setup journey's session answers this long after it started, then 410.
+    journey_ttl_s: float = Field(default=3600.0, gt=0)
+
     # REST request bodies: the limit of routes without one of their own (app.core.body_limit).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 

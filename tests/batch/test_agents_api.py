@@ -10,7 +10,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.batch.schemas import CloudAgentCreate, LocalAgentCreate
+from app.batch.schemas import (
+    GmailAgentCreate,
+    LocalAgentCreate,
+    OutlookAgentCreate,
+    TeamsAgentCreate,
+)
 from app.memory import core
 from tests.memory.test_memory_service import cipher_for
 
@@ -222,8 +227,10 @@ async def test_the_catalog_lists_four_types_with_their_generated_schemas(
     assert [entry["type"] for entry in catalog] == ["local_directory", "gmail", "outlook", "teams"]
     assert all(entry["name"] and entry["description"] for entry in catalog)
     assert catalog[0]["config_schema"] == LocalAgentCreate.model_json_schema()
-    for entry in catalog[1:]:
-        assert entry["config_schema"] == CloudAgentCreate.model_json_schema()
+    cloud = [GmailAgentCreate, OutlookAgentCreate, TeamsAgentCreate]
+    for entry, model in zip(catalog[1:], cloud, strict=True):
+        assert entry["config_schema"] == model.model_json_schema()
+        assert entry["config_schema"]["properties"]["provider"]["const"] == entry["type"]
     local = catalog[0]["config_schema"]
     assert set(local["required"]) == {"name", "device_id", "directory_paths", "schedule_cron"}
     assert local["properties"]["prompt_template"]["maxLength"] == 4000

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -14,17 +13,28 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.settings import Settings
+from tests.batch.provider_fakes import ProviderFakes, connect, provider_settings, served_fakes
 from tests.batch.test_agents_api import AGENTS, agent_body
 from tests.billing.conftest import Account, deliver, register, subscribe, tier_of
 from tests.billing.fake_stripe import PRICES, FakeStripe, billing_settings
 
 SUBSCRIPTION = "/api/v1/billing/subscription"
+CLOUD_AGENTS = "/api/v1/agents/cloud"
 FREE_LIMIT = "Your free plan allows 2 enabled batch agents; disable one or upgrade"
 
 
 @pytest.fixture
+async def providers() -> AsyncIterator[ProviderFakes]:
+    async with served_fakes() as fakes:
+        yield fakes
+
+
+@pytest.fixture
 def settings(
-    make_settings: Callable[..., Settings], database_url: str, stripe_fake: FakeStripe
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    stripe_fake: FakeStripe,
+    providers: ProviderFakes,
 ) -> Settings:
     # Request rates out of the way: a downgrade lowers the rate too, and these tests
     # make more requests in a minute than the free plan's 20.
@@ -34,6 +44,7 @@ def settings(
         rate_limit_pro=1000,
         rate_limit_power=1000,
         **billing_settings(stripe_fake),
+        **provider_settings(providers.base_url),
     )
 
 
@@ -63,8 +74,26 @@ async def create_enabled(client: httpx.AsyncClient, account: Account, count: int
     return ids
 
 
+async def create_cloud(
+    client: httpx.AsyncClient, account: Account, token: str, number: int, **fields: Any
+) -> httpx.Response:
+    body = {
+        "provider": "gmail",
+        "name": f"Mail {number}",
+        "encrypted_token": token,
+        "schedule_cron": "0 9 * * *",
+        **fields,
+    }
+    return await client.post(CLOUD_AGENTS, json=body, headers=account.auth)
+
+
 async def enabled_names(client: httpx.AsyncClient, account: Account) -> list[str]:
     agents = (await client.get(AGENTS, headers=account.auth)).json()
+    return [agent["name"] for agent in agents if agent["enabled"]]
+
+
+async def enabled_cloud_names(client: httpx.AsyncClient, account: Account) -> list[str]:
+    agents = (await client.get(CLOUD_AGENTS, headers=account.auth)).json()
     return [agent["name"] for agent in agents if agent["enabled"]]
 
 
@@ -110,25 +139,50 @@ async def test_a_free_user_may_enable_two_agents_and_disabling_always_works(
     assert len(await create_enabled(client, bob, 2)) == 2
 
 
-async def test_cloud_agents_count_against_the_same_limit(
-    app: FastAPI, client: httpx.AsyncClient
+async def test_cloud_agents_count_against_the_same_limit(client: httpx.AsyncClient) -> None:
+    ada = await register(client)
+    token = await connect(client, ada.auth, "gmail")
+
+    cloud = await create_cloud(client, ada, token, 1)
+    local = await create(client, ada, 1)
+    third_cloud = await create_cloud(client, ada, token, 2)
+    third_local = await create(client, ada, 2)
+
+    assert cloud.status_code == 201, cloud.text
+    assert local.status_code == 201, local.text
+    assert (third_cloud.status_code, third_cloud.json()) == (403, {"detail": FREE_LIMIT})
+    assert (third_local.status_code, third_local.json()) == (403, {"detail": FREE_LIMIT})
+    # Switching a disabled cloud agent on is the same refusal; switching one off frees a place.
+    spare = await create_cloud(client, ada, token, 3, enabled=False)
+    assert spare.status_code == 201, spare.text
+    spare_id = spare.json()["id"]
+    on = await client.put(f"{CLOUD_AGENTS}/{spare_id}", json={"enabled": True}, headers=ada.auth)
+    assert (on.status_code, on.json()) == (403, {"detail": FREE_LIMIT})
+    off = await client.put(
+        f"{AGENTS}/{local.json()['id']}", json={"enabled": False}, headers=ada.auth
+    )
+    assert off.status_code == 200, off.text
+    on = await client.put(f"{CLOUD_AGENTS}/{spare_id}", json={"enabled": True}, headers=ada.auth)
+    assert (on.status_code, on.json()["enabled"]) == (200, True)
+    assert await enabled_cloud_names(client, ada) == ["Mail 1", "Mail 3"]
+    assert await enabled_names(client, ada) == []
+
+
+async def test_concurrent_local_and_cloud_creates_never_squeeze_past_the_limit(
+    client: httpx.AsyncClient,
 ) -> None:
     ada = await register(client)
-    async with app.state.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO batch_agents (id, user_id, agent_type, device_id,"
-                " settings_encrypted, schedule_cron, timezone, enabled)"
-                " VALUES (:id, :user_id, 'gmail', NULL, 'sealed', '0 9 * * *', 'UTC', true)"
-            ),
-            {"id": uuid.uuid4(), "user_id": ada.user_id},
-        )
+    token = await connect(client, ada.auth, "gmail")
 
-    local = await create(client, ada, 1)
-    second_local = await create(client, ada, 2)
+    responses = await asyncio.gather(
+        *(create(client, ada, n) for n in range(1, 4)),
+        *(create_cloud(client, ada, token, n) for n in range(1, 4)),
+    )
 
-    assert local.status_code == 201, local.text
-    assert (second_local.status_code, second_local.json()) == (403, {"detail": FREE_LIMIT})
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201, 201, 403, 403, 403, 403], [r.text for r in responses]
+    enabled = [*await enabled_names(client, ada), *await enabled_cloud_names(client, ada)]
+    assert len(enabled) == 2
 
 
 async def test_pro_allows_ten_enabled_agents(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -232,6 +286,38 @@ async def test_a_downgrade_disables_the_newest_agents_over_the_new_limit(
     ).json() == {"detail": FREE_LIMIT}
     renamed = await client.put(f"{AGENTS}/{newest}", json={"name": "Kept"}, headers=ada.auth)
     assert (renamed.status_code, renamed.json()["enabled"]) == (200, False)
+
+
+async def test_a_downgrade_disables_cloud_agents_too(
+    client: httpx.AsyncClient, stripe_fake: FakeStripe
+) -> None:
+    ada = await register(client)
+    subscription_id = await subscribe(client, stripe_fake, ada, "pro")
+    token = await connect(client, ada.auth, "gmail")
+    assert (await create(client, ada, 1)).status_code == 201
+    for number in (1, 2):
+        created = await create_cloud(client, ada, token, number)
+        assert created.status_code == 201, created.text
+
+    ended = stripe_fake.subscription_event(subscription_id, "deleted", created=int(time.time()))
+    assert (await deliver(client, ended)).status_code == 200
+
+    # Free keeps the two oldest of both kinds together: the local agent and the first mail agent.
+    assert await tier_of(client, ada) == "free"
+    assert await enabled_names(client, ada) == ["Agent 1"]
+    cloud = (await client.get(CLOUD_AGENTS, headers=ada.auth)).json()
+    assert [(a["name"], a["enabled"], a["next_run_at"] is None) for a in cloud] == [
+        ("Mail 1", True, False),
+        ("Mail 2", False, True),
+    ]
+    body = (await client.get(SUBSCRIPTION, headers=ada.auth)).json()
+    assert body["restrictions"] == [
+        {
+            "kind": "batch_agents",
+            "detail": "1 of your 3 batch agents is disabled: the free plan allows 2 enabled;"
+            " upgrade to enable more",
+        }
+    ]
 
 
 async def test_an_upgrade_disables_nothing_and_a_user_within_the_limit_has_no_restriction(

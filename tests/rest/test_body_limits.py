@@ -223,6 +223,25 @@ def largest_valid_bodies() -> list[Any]:
             200,
             id="vectors-delete",
         ),
+        pytest.param(
+            "/api/v1/agents/cloud",
+            {
+                "provider": "teams",
+                "name": wide * 100,
+                "encrypted_token": "A" * 1000,
+                "filter_config": {
+                    "chats": [wide * 200] * 20,
+                    "channels": [f"{wide * 99}/{wide * 100}"] * 20,
+                    "date_range": {"start": "2026-01-01", "end": "2026-12-31"},
+                },
+                "data_types": ["tasks", "notes", "timelines", "projects"],
+                "prompt_template": wide * 4000,
+                "schedule_cron": "0 9 * * *",
+                "timezone": "Europe/Berlin",
+            },
+            400,  # read and validated; the token names no connection of this account
+            id="cloud-agent",
+        ),
     ]
 
 

@@ -1,9 +1,11 @@
 """The OpenAPI document tells the truth: Schemathesis finds no 5xx and no undeclared answer.
 
 The real server runs on loopback with a scripted model behind chat and
-embeddings and the fake Stripe behind billing, so every route can answer 200
-and a 5xx is never expected. Rate limits are raised out of the way: a 429 for
-valid data would be a refusal Schemathesis cannot tell from a bug.
+embeddings, the fake Stripe behind billing, and the OAuth providers configured
+as an operator would (their token endpoints on a closed loopback port: a
+generated request never gets as far as a real state), so every route can
+answer 200 and a 5xx is never expected. Rate limits are raised out of the way:
+a 429 for valid data would be a refusal Schemathesis cannot tell from a bug.
 Schemathesis (its CLI, settings in `schemathesis.toml` beside this file)
 generates requests from the document, signed in as a registered account,
 and checks each answer against what the document declares.
@@ -26,6 +28,7 @@ from tests.llm.scripted_openai import ChatRequest, scripted_llm
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 RUN_TIMEOUT_S = 300
+CLOSED_PORT_URL = "http://127.0.0.1:9/token"  # discard: nothing listens
 
 
 def _model_answer(request: ChatRequest) -> str:
@@ -77,6 +80,13 @@ async def test_every_answer_is_declared_and_none_is_a_server_error(
             embedding_model="openai/text-embedding-3-small",
             embedding_api_base=llm.api_base,
             embedding_api_key="test-key",
+            oauth_redirect_base="https://adiuva.example",
+            google_client_id="client-id",
+            google_client_secret="client-secret",
+            google_token_url=CLOSED_PORT_URL,
+            microsoft_client_id="client-id",
+            microsoft_client_secret="client-secret",
+            microsoft_token_url=CLOSED_PORT_URL,
             rate_limit_free=1_000_000,
             rate_limit_anonymous=1_000_000,
             login_max_failures=1_000_000,

@@ -2,7 +2,7 @@
 payout accounts; and roles on users (`reviewer`).
 
 Revision ID: 0010
-Revises: 0007 (cloud storage)
+Revises: 0009 (journey sessions)
 Create Date: 2026-11-26 10:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
