@@ -38,6 +38,10 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
 HTTP_TOO_MANY_REQUESTS = 429
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Path parameters that are credentials (a signed download link's token): the logged
+# path shows this in their place.
+SECRET_PATH_PARAMETERS = frozenset({"token"})
+REDACTED = "REDACTED"
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -206,6 +210,16 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else metrics.UNMATCHED_ROUTE
 
 
+def _loggable_path(scope: Scope) -> str:
+    """The request's path with every credential in it (`SECRET_PATH_PARAMETERS`) replaced."""
+    path: str = scope["path"]
+    params = scope.get("path_params") or {}
+    for name in SECRET_PATH_PARAMETERS & params.keys():
+        if value := str(params[name]):
+            path = path.replace(value, REDACTED)
+    return path
+
+
 def _request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
@@ -253,7 +267,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
-            where = {"method": scope["method"], "path": scope["path"]}
+            where = {"method": scope["method"], "path": _loggable_path(scope)}
             if is_database_unavailable(exc):
                 logging.getLogger("app.errors").warning("database unavailable", extra=where)
             else:
@@ -272,7 +286,7 @@ class RequestContextMiddleware:
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": _loggable_path(scope),
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 },

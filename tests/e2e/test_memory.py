@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,16 @@ from sqlalchemy import text
 from app.core.settings import Settings
 from app.memory.turns import TurnMemory
 from tests.e2e.conftest import Live, running
-from tests.e2e.server_process import free_port
 from tests.llm.scripted_openai import hash_embedding
 from tests.master_key import rotate_master_key
 from tests.memory.test_memory_service import dump_database
 
 EMBEDDINGS = {"embedding_model": "openai/text-embedding-3-small"}
+# A port held for the whole session and never listened on: connecting to it is refused,
+# whatever else runs on the machine (a port merely free when the tests were collected
+# may be someone's server by the time the test runs).
+_REFUSING = socket.socket()
+_REFUSING.bind(("127.0.0.1", 0))
 
 
 async def table_counts(live: Live) -> dict[str, int]:
@@ -74,7 +79,7 @@ async def wait_for_rows(live: Live, table: str, count: int) -> None:
     [
         {
             "embedding_model": "openai/text-embedding-3-small",
-            "embedding_api_base": f"http://127.0.0.1:{free_port()}/v1",
+            "embedding_api_base": f"http://127.0.0.1:{_REFUSING.getsockname()[1]}/v1",
         }
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +48,29 @@ async def test_installing_twice_is_idempotent_and_the_signed_link_serves_the_pac
     assert downloaded.headers["content-type"] == "application/zip"
     assert await counts(client, power, plugin_id) == (1, 0)
     assert [item["plugin"]["id"] for item in listed.json()] == [plugin_id]
+
+
+async def test_the_download_token_never_reaches_the_log(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    market: Market,
+    power: Account,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    plugin_id = await market.publish(package({"main.js": b"quiet"}))
+    url = (await install(client, power, plugin_id)).json()["download_url"]
+    token = url.rsplit("/", 1)[1]
+
+    downloaded = await client.get(url)
+    tampered = await client.get(url[:-2] + ("AA" if not url.endswith("AA") else "BB"))
+
+    assert downloaded.status_code == 200
+    assert tampered.status_code == 403
+    logged = [str(vars(record)) for record in caplog.records]
+    assert not [line for line in logged if token[:-2] in line]
+    paths = [getattr(r, "path", None) for r in caplog.records if r.getMessage() == "request"]
+    assert paths.count(f"{PLUGINS}/download/REDACTED") == 2
 
 
 async def test_an_expired_or_tampered_link_is_refused_clearly(
