@@ -259,38 +259,32 @@ class CloudAgentUpdate(_Strict):
     enabled: StrictBool | None = None
 
 
-class LocalAgentRead(BaseModel):
+class AgentRowRead(BaseModel):
+    """What every agent's read shows from its row; the rest is its sealed settings."""
+
     id: uuid.UUID
-    type: Literal[AgentType.LOCAL_DIRECTORY] = AgentType.LOCAL_DIRECTORY
     name: str
+    data_types: list[DataType]
+    prompt_template: str
+    schedule_cron: str
+    timezone: str
+    enabled: bool
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LocalAgentRead(AgentRowRead):
+    type: Literal[AgentType.LOCAL_DIRECTORY] = AgentType.LOCAL_DIRECTORY
     device_id: str
     directory_paths: list[str]
     file_extensions: list[str]
-    data_types: list[DataType]
-    prompt_template: str
-    schedule_cron: str
-    timezone: str
-    enabled: bool
-    last_run_at: datetime | None
-    next_run_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
-class CloudAgentRead(BaseModel):
-    id: uuid.UUID
+class CloudAgentRead(AgentRowRead):
     provider: Literal[AgentType.GMAIL, AgentType.OUTLOOK, AgentType.TEAMS]
-    name: str
     filter_config: dict[str, object]
-    data_types: list[DataType]
-    prompt_template: str
-    schedule_cron: str
-    timezone: str
-    enabled: bool
-    last_run_at: datetime | None
-    next_run_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class CatalogEntry(BaseModel):

@@ -137,20 +137,23 @@ def _unseal(cipher: UserCipher, agent: BatchAgent) -> dict[str, Any]:
     return unseal(cipher, agent.settings_encrypted)
 
 
+def _row_fields(agent: BatchAgent) -> dict[str, Any]:
+    """The fields of `AgentRowRead` that come from the agent's row, not its sealed settings."""
+    return {
+        "id": agent.id,
+        "schedule_cron": agent.schedule_cron,
+        "timezone": agent.timezone,
+        "enabled": agent.enabled,
+        "last_run_at": agent.last_run_at,
+        "next_run_at": agent.next_run_at,
+        "created_at": agent.created_at,
+        "updated_at": agent.updated_at,
+    }
+
+
 def _local_read(agent: BatchAgent, private: dict[str, Any]) -> LocalAgentRead:
     assert agent.device_id is not None  # a local agent always has its device
-    return LocalAgentRead(
-        id=agent.id,
-        device_id=agent.device_id,
-        schedule_cron=agent.schedule_cron,
-        timezone=agent.timezone,
-        enabled=agent.enabled,
-        last_run_at=agent.last_run_at,
-        next_run_at=agent.next_run_at,
-        created_at=agent.created_at,
-        updated_at=agent.updated_at,
-        **private,
-    )
+    return LocalAgentRead(**_row_fields(agent), device_id=agent.device_id, **private)
 
 
 async def _owned_agent(
@@ -483,15 +486,8 @@ class CloudAgentConfig:
 
 def _cloud_read(agent: BatchAgent, private: dict[str, Any]) -> CloudAgentRead:
     return CloudAgentRead(
-        id=agent.id,
+        **_row_fields(agent),
         provider=AgentType(agent.agent_type),
-        schedule_cron=agent.schedule_cron,
-        timezone=agent.timezone,
-        enabled=agent.enabled,
-        last_run_at=agent.last_run_at,
-        next_run_at=agent.next_run_at,
-        created_at=agent.created_at,
-        updated_at=agent.updated_at,
         **{k: v for k, v in private.items() if k != "connection_id"},
     )
 
