@@ -8,6 +8,7 @@ guessed checksum was right.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -54,12 +55,11 @@ class CheckedStream:
         self.size = 0
 
     def _count(self, chunk: bytes) -> None:
-        self._digest.update(chunk)
         self.size += len(chunk)
         if self._check_size is not None:
             self._check_size(self.size)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def _pieces(self) -> AsyncIterator[bytes]:
         pending: list[bytes] = []
         pending_bytes = 0
         async for chunk in self._chunks:
@@ -71,6 +71,20 @@ class CheckedStream:
                 pending, pending_bytes = [], 0
         if pending:
             yield b"".join(pending)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Each piece is hashed in a worker thread (hashlib lets go of the GIL) while
+        # the next one is read and this one is written: the hash costs the upload
+        # no time of its own. One piece at a time, in order, into the one digest.
+        loop = asyncio.get_running_loop()
+        hashing: asyncio.Future[None] | None = None
+        async for piece in self._pieces():
+            if hashing is not None:
+                await hashing
+            hashing = loop.run_in_executor(None, self._digest.update, piece)
+            yield piece
+        if hashing is not None:
+            await hashing
         if self.size == 0:
             raise EmptyBlobError
         if not hmac.compare_digest(self._digest.hexdigest(), self._expected):
