@@ -1,6 +1,6 @@
 """Cloud storage through the real server: a 256 MiB backup in and out, and vector search.
 
-    .venv/bin/python -m benchmarks.storage [--mib 256] [--items 10000] [--dim 768]
+    .venv/bin/python -m benchmarks.storage [--mib 256] [--items 10000] [--dim 768] [--dir DIR]
 
 The server runs as `python -m app serve` (embedded PostgreSQL, blobs on the
 local disk under a temporary DATA_DIR) in its own process; this process is the
@@ -14,6 +14,8 @@ floor: `shutil.copyfile`, on the same disk):
 Target: each at least half the copy's speed. A second floor is printed beside
 it: the same copy through user space (read and write 1 MiB at a time), which
 is what any process that must see the bytes (to hash them) can do at best.
+Each timed phase writes a new file, after the disk has written everything back
+and rested (`settle`), so no phase pays for another's writes.
 
 Then `--items` vector items with `--dim`-dimensional shared vectors for the
 user (and a tenth as many for each of nine other users), and

@@ -31,6 +31,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 import app  # noqa: F401 - sets LITELLM_LOCAL_MODEL_COST_MAP before anything imports litellm
 from agents import prompts
 from agents.supervisors import SUBAGENTS, Graph, build_supervisors
+from app.chat.checkpoint_store import TURN_DURABILITY
 from tests.llm.fake_chat_model import ScriptedChatModel
 from tests.llm.replies import ReplyLike, ScriptedToolCall, TextReply, estimate_tokens
 from tests.tools.fake_desktop import StoreDesktop
@@ -85,6 +86,8 @@ def ours(model: ScriptedChatModel, checkpointer: InMemorySaver | None = None) ->
 
 async def one_turn(graph: Graph, desktop: StoreDesktop, thread: str | None = None) -> int:
     config: RunnableConfig = {"configurable": {"thread_id": thread}} if thread else {}
+    # A thread is checkpointed as the server does it: once, as the turn ends.
+    durability = TURN_DURABILITY if thread else None
     started = time.perf_counter_ns()
     with desktop.connected(timeout_s=10):
         async for _ in graph.astream(
@@ -92,6 +95,7 @@ async def one_turn(graph: Graph, desktop: StoreDesktop, thread: str | None = Non
             config,
             stream_mode=["messages", "updates"],
             subgraphs=True,
+            durability=durability,
         ):
             pass
     return time.perf_counter_ns() - started
