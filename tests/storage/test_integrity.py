@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,6 +34,26 @@ async def test_a_matching_body_passes_through_in_gathered_chunks() -> None:
 
     assert passed == [chunks[0] + chunks[1], chunks[2] + chunks[3], chunks[4]]
     assert stream.size == 15
+
+
+async def test_many_pieces_are_hashed_whole_and_in_order() -> None:
+    # Pieces are hashed in a worker thread while the next one is read: a piece
+    # hashed twice, skipped or out of turn would change the digest.
+    chunks = [os.urandom(64 * 1024) for _ in range(64)]
+    body = b"".join(chunks)
+
+    stream = CheckedStream(
+        pieces(*chunks), checksum=hashlib.sha256(body).hexdigest(), min_chunk_bytes=100 * 1024
+    )
+    assert b"".join(await drain(stream)) == body
+
+    swapped = CheckedStream(
+        pieces(*chunks[1::-1], *chunks[2:]),
+        checksum=hashlib.sha256(body).hexdigest(),
+        min_chunk_bytes=100 * 1024,
+    )
+    with pytest.raises(ChecksumMismatchError):
+        await drain(swapped)
 
 
 async def test_a_mismatch_raises_after_the_last_chunk_so_the_upload_aborts() -> None:
