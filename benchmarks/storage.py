@@ -60,9 +60,7 @@ BATCH = 250  # vector items per upsert
 # The client of the backup figures: curl when installed (httpx's own speed is below the
 # server's), httpx otherwise.
 CURL = shutil.which("curl")
-
-
-DISK_REST_S = 3.0
+DISK_REST_S = 3.0  # what this machine's disk needs to take a burst of writes again
 
 
 def free_port() -> int:
@@ -221,10 +219,10 @@ async def backups(
             file.write(os.urandom(MIB))
     checksum = sha256_of(source)
     copies, user_copies, uploads, downloads = [], [], [], []
-    # Rounds of copies, upload, download: each sees the disk as busy as the others did.
-    # Every timed phase writes a new file and starts with nothing left to write back
-    # (`settle`): otherwise the one after a copy pays for the copy's write-back, and
-    # overwriting a file first frees its blocks (discarded on this machine's disk).
+    # Rounds of copies, upload, download. Every timed phase writes a new file and
+    # starts with nothing left to write back (`settle`): otherwise the one after a
+    # copy pays for the copy's write-back, and overwriting a file first frees its
+    # blocks (discarded on this machine's disk, mounted with `discard`).
     for n in range(rounds):
         restored = work / f"restored-{n}.bin"
         await settle(work)

@@ -74,8 +74,8 @@ class CheckedStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Each piece is hashed in a worker thread (hashlib lets go of the GIL) while
-        # the next one is read and this one is written: the hash costs the upload
-        # no time of its own. One piece at a time, in order, into the one digest.
+        # the next one is read and this one is written, beside them rather than
+        # between them. One piece at a time, in order, into the one digest.
         loop = asyncio.get_running_loop()
         hashing: asyncio.Future[None] | None = None
         async for piece in self._pieces():
