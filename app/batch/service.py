@@ -85,6 +85,7 @@ from protocol.frames import DataType
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the server running it stopped before it ended"
+_LOCAL_TYPES = (AgentType.LOCAL_DIRECTORY.value,)
 # Fields of the create model that are the user's words: stored encrypted, as one document.
 _PRIVATE_FIELDS = ("name", "directory_paths", "file_extensions", "data_types", "prompt_template")
 _RUNNING_ONLY = text("status = 'running'")
@@ -322,15 +323,20 @@ async def list_local_agents(
     *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID
 ) -> list[LocalAgentRead]:
     """The user's local agents, oldest first."""
+    agents = await _agents_of(session=session, user_id=user_id, agent_types=_LOCAL_TYPES)
+    return [_local_read(agent, _unseal(cipher, agent)) for agent in agents]
+
+
+async def _agents_of(
+    *, session: AsyncSession, user_id: uuid.UUID, agent_types: Collection[str]
+) -> Sequence[BatchAgent]:
+    """The user's agents of one of `agent_types`, oldest first (ties by id: a stable order)."""
     agents = await session.scalars(
         select(BatchAgent)
-        .where(
-            BatchAgent.user_id == user_id,
-            BatchAgent.agent_type == AgentType.LOCAL_DIRECTORY.value,
-        )
+        .where(BatchAgent.user_id == user_id, BatchAgent.agent_type.in_(agent_types))
         .order_by(BatchAgent.created_at, BatchAgent.id)
     )
-    return [_local_read(agent, _unseal(cipher, agent)) for agent in agents]
+    return agents.all()
 
 
 async def _agent_to_change(
@@ -403,7 +409,7 @@ async def update_local_agent(
         session=session,
         user_id=user_id,
         agent_id=agent_id,
-        agent_types=(AgentType.LOCAL_DIRECTORY.value,),
+        agent_types=_LOCAL_TYPES,
         enabling=bool(body.enabled),
     )
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
@@ -541,11 +547,7 @@ async def list_cloud_agents(
     *, session: AsyncSession, cipher: UserCipher, user_id: uuid.UUID
 ) -> list[CloudAgentRead]:
     """The user's cloud agents, oldest first."""
-    agents = await session.scalars(
-        select(BatchAgent)
-        .where(BatchAgent.user_id == user_id, BatchAgent.agent_type.in_(_CLOUD_TYPES))
-        .order_by(BatchAgent.created_at, BatchAgent.id)
-    )
+    agents = await _agents_of(session=session, user_id=user_id, agent_types=_CLOUD_TYPES)
     return [_cloud_read(agent, _unseal(cipher, agent)) for agent in agents]
 
 
