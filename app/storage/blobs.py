@@ -12,6 +12,13 @@ points its row at it, so no committed row ever sees its bytes change.
 Every failure of the store itself (S3 down, a full disk) surfaces as
 `StorageUnavailableError` (503); a missing blob as `BlobNotFoundError` (404).
 
+A write returns once its bytes are durable, as an S3 PUT does: on the disk
+the library only writes and renames (object_store's `LocalFileSystem` calls no
+fsync, and obstore does not expose its later opt-in), so the store fsyncs the
+file and the directories leading to it before the caller commits a row that
+points at it. Without that a power cut could keep the committed row and lose
+the bytes it acknowledged.
+
 obstore runs its calls on a Tokio runtime whose threads outlive each call by a
 few milliseconds (they hand the result back and drop their references to
 Python objects). If the interpreter finalises inside that window the process
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -32,6 +40,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import obstore
@@ -184,12 +193,30 @@ def _unavailable(exc: BaseException, *, detail: str) -> StorageUnavailableError:
     return StorageUnavailableError(detail)
 
 
-class BlobStore:
-    """Where the bytes are; `description` says which backend (logged at start-up)."""
+def _sync_to_disk(root: Path, key: str) -> None:
+    """fsync the blob under `key`, then each directory from its own up to `root`, so
+    both its bytes and the names that lead to them survive a power cut."""
+    path = root / key
+    for target in (path, *path.parents[: len(Path(key).parts)]):
+        descriptor = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
-    def __init__(self, store: LocalStore | S3Store, *, description: str) -> None:
+
+class BlobStore:
+    """Where the bytes are; `description` says which backend (logged at start-up).
+
+    `disk_root` is the directory of a disk store, whose writes are fsynced (module doc).
+    """
+
+    def __init__(
+        self, store: LocalStore | S3Store, *, description: str, disk_root: Path | None = None
+    ) -> None:
         self._store = store
         self._calls = _CallsInFlight()
+        self._disk_root = disk_root
         self.description = description
 
     @classmethod
@@ -198,7 +225,8 @@ class BlobStore:
         if settings.s3_bucket is None:
             root = (settings.data_dir / BLOBS_DIRECTORY).resolve()
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return cls._opened(LocalStore(root, automatic_cleanup=True), f"disk {root}")
+            disk = LocalStore(root, automatic_cleanup=True)
+            return cls._opened(disk, f"disk {root}", disk_root=root)
         endpoint = settings.s3_endpoint_url
         client: ClientConfig = {
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
@@ -221,20 +249,28 @@ class BlobStore:
         return cls._opened(store, f"bucket {settings.s3_bucket} at {where}")
 
     @classmethod
-    def _opened(cls, store: LocalStore | S3Store, description: str) -> BlobStore:
+    def _opened(
+        cls, store: LocalStore | S3Store, description: str, *, disk_root: Path | None = None
+    ) -> BlobStore:
         logger.info("cloud storage blobs", extra={"store": description})
-        return cls(store, description=description)
+        return cls(store, description=description, disk_root=disk_root)
+
+    async def _make_durable(self, key: str) -> None:
+        if self._disk_root is not None:
+            await asyncio.to_thread(_sync_to_disk, self._disk_root, key)
 
     async def put(self, key: str, data: bytes) -> None:
-        """Store `data` under `key` in one atomic write."""
+        """Store `data` under `key` in one atomic write, durable when this returns."""
         try:
             with self._calls.call():
                 await obstore.put_async(self._store, key, data, use_multipart=False)
+                await self._make_durable(key)
         except (ObjectStoreError, OSError) as exc:
             raise _unavailable(exc, detail=_WRITE_FAILED) from exc
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> None:
-        """Store what `chunks` yields under `key`, holding a few parts in memory at most.
+        """Store what `chunks` yields under `key`, holding a few parts in memory at most;
+        durable when this returns.
 
         If `chunks` raises (a checksum mismatch, a client that left), that exception
         comes out of here unchanged and nothing is stored: the upload is aborted.
@@ -249,6 +285,7 @@ class BlobStore:
                     chunk_size=UPLOAD_PART_BYTES,
                     max_concurrency=UPLOAD_PARTS_IN_FLIGHT,
                 )
+                await self._make_durable(key)
         except (ObjectStoreError, OSError) as exc:
             raise _unavailable(exc, detail=_WRITE_FAILED) from exc
 

@@ -1,0 +1,67 @@
+"""A write to the disk store returns only once its bytes and their names are on the disk.
+
+A power cut cannot be staged in a test, so what is checked is what makes a
+write survive one: the blob's file is fsynced, then every directory from its
+own up to the store's root, before `put` or `put_stream` returns (the caller
+commits the row pointing at the blob right after). The real fsync runs; the
+test only records which paths it was given.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from app.core.settings import Settings
+from app.storage.blobs import BLOBS_DIRECTORY, BlobKind, BlobStore, new_blob_key
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths fsynced from now on, in order."""
+    paths: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        real_fsync(descriptor)
+        paths.append(Path(os.readlink(f"/proc/self/fd/{descriptor}")))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return paths
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 1000):
+        yield data[start : start + 1000]
+
+
+def _put(store: BlobStore, key: str, data: bytes) -> Awaitable[None]:
+    return store.put(key, data)
+
+
+def _put_stream(store: BlobStore, key: str, data: bytes) -> Awaitable[None]:
+    return store.put_stream(key, _chunks(data))
+
+
+@pytest.mark.parametrize("write", [_put, _put_stream], ids=["put", "put_stream"])
+async def test_a_disk_write_syncs_the_file_then_each_directory_up_to_the_root(
+    tmp_path: Path,
+    synced: list[Path],
+    write: Callable[[BlobStore, str, bytes], Awaitable[None]],
+) -> None:
+    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
+    root = (tmp_path / BLOBS_DIRECTORY).resolve()
+    user = uuid.uuid4()
+    key = new_blob_key(user_id=user, kind=BlobKind.BACKUPS)
+    data = os.urandom(5000)
+
+    await write(store, key, data)
+
+    blob = root / key
+    assert synced == [blob, blob.parent, root / str(user), root]
+    assert blob.read_bytes() == data
+    await store.aclose()
