@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -193,16 +194,26 @@ def _unavailable(exc: BaseException, *, detail: str) -> StorageUnavailableError:
     return StorageUnavailableError(detail)
 
 
+def _fsync(path: Path, *, directory: bool) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as exc:
+        # As PostgreSQL does: some filesystems cannot fsync a directory (EINVAL, EBADF);
+        # its entries are then as durable as that filesystem makes them.
+        if not (directory and exc.errno in {errno.EINVAL, errno.EBADF}):
+            raise
+    finally:
+        os.close(descriptor)
+
+
 def _sync_to_disk(root: Path, key: str) -> None:
     """fsync the blob under `key`, then each directory from its own up to `root`, so
     both its bytes and the names that lead to them survive a power cut."""
     path = root / key
-    for target in (path, *path.parents[: len(Path(key).parts)]):
-        descriptor = os.open(target, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    _fsync(path, directory=False)
+    for directory in path.parents[: len(Path(key).parts)]:
+        _fsync(directory, directory=True)
 
 
 class BlobStore:

@@ -9,6 +9,7 @@ test only records which paths it was given.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ import pytest
 
 from app.core.settings import Settings
 from app.storage.blobs import BLOBS_DIRECTORY, BlobKind, BlobStore, new_blob_key
+from app.storage.exceptions import StorageUnavailableError
 
 
 @pytest.fixture
@@ -64,4 +66,42 @@ async def test_a_disk_write_syncs_the_file_then_each_directory_up_to_the_root(
     blob = root / key
     assert synced == [blob, blob.parent, root / str(user), root]
     assert blob.read_bytes() == data
+    await store.aclose()
+
+
+def _failing_fsync(monkeypatch: pytest.MonkeyPatch, *, error: int, on_directories: bool) -> None:
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{descriptor}")).is_dir() == on_directories:
+            raise OSError(error, os.strerror(error))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+async def test_a_filesystem_that_cannot_sync_directories_still_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_fsync(monkeypatch, error=errno.EINVAL, on_directories=True)
+    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
+    key = new_blob_key(user_id=uuid.uuid4(), kind=BlobKind.RECORDS)
+
+    await store.put(key, b"kept")
+
+    assert await store.read(key) == b"kept"
+    await store.aclose()
+
+
+async def test_a_file_that_cannot_be_synced_is_a_503_not_a_stored_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_fsync(monkeypatch, error=errno.EIO, on_directories=False)
+    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
+    key = new_blob_key(user_id=uuid.uuid4(), kind=BlobKind.RECORDS)
+
+    with pytest.raises(StorageUnavailableError) as refused:
+        await store.put_stream(key, _chunks(b"x" * 5000))
+
+    assert refused.value.status_code == 503
     await store.aclose()
