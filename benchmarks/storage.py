@@ -277,6 +277,17 @@ async def backups(
     print(
         f"  download GET /backup                      : {rate(download_s)}   {versus(download_s)}"
     )
+
+    # The disk's state drifts from round to round (see `settle`), so each round's
+    # transfers are also set against that round's copy.
+    def per_round(transfers: list[float]) -> str:
+        ratios = [copy / transfer for copy, transfer in zip(copies, transfers, strict=True)]
+        return " ".join(f"{ratio:.0%}" for ratio in ratios) + (
+            f"  (median {statistics.median(ratios):.0%})"
+        )
+
+    print(f"  each round against its own copy: upload {per_round(uploads)}")
+    print(f"                                   download {per_round(downloads)}")
     print("  (target: each at least 50% of the copy)")
 
 
