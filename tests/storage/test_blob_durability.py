@@ -23,6 +23,14 @@ from app.storage.exceptions import StorageUnavailableError
 
 
 @pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[BlobStore]:
+    """The disk store under `tmp_path` (blobs in `tmp_path/blobs`)."""
+    disk = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
+    yield disk
+    await disk.aclose()
+
+
+@pytest.fixture
 def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The paths fsynced from now on, in order."""
     paths: list[Path] = []
@@ -52,10 +60,10 @@ def _put_stream(store: BlobStore, key: str, data: bytes) -> Awaitable[None]:
 @pytest.mark.parametrize("write", [_put, _put_stream], ids=["put", "put_stream"])
 async def test_a_disk_write_syncs_the_file_then_each_directory_up_to_the_root(
     tmp_path: Path,
+    store: BlobStore,
     synced: list[Path],
     write: Callable[[BlobStore, str, bytes], Awaitable[None]],
 ) -> None:
-    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
     root = (tmp_path / BLOBS_DIRECTORY).resolve()
     user = uuid.uuid4()
     key = new_blob_key(user_id=user, kind=BlobKind.BACKUPS)
@@ -66,7 +74,6 @@ async def test_a_disk_write_syncs_the_file_then_each_directory_up_to_the_root(
     blob = root / key
     assert synced == [blob, blob.parent, root / str(user), root]
     assert blob.read_bytes() == data
-    await store.aclose()
 
 
 def _failing_fsync(monkeypatch: pytest.MonkeyPatch, *, error: int, on_directories: bool) -> None:
@@ -81,27 +88,23 @@ def _failing_fsync(monkeypatch: pytest.MonkeyPatch, *, error: int, on_directorie
 
 
 async def test_a_filesystem_that_cannot_sync_directories_still_stores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _failing_fsync(monkeypatch, error=errno.EINVAL, on_directories=True)
-    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
     key = new_blob_key(user_id=uuid.uuid4(), kind=BlobKind.RECORDS)
 
     await store.put(key, b"kept")
 
     assert await store.read(key) == b"kept"
-    await store.aclose()
 
 
-async def test_a_file_that_cannot_be_synced_is_a_503_not_a_stored_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_file_that_cannot_be_synced_fails_the_write_with_a_503(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _failing_fsync(monkeypatch, error=errno.EIO, on_directories=False)
-    store = BlobStore.from_settings(Settings(_env_file=None, data_dir=tmp_path))
     key = new_blob_key(user_id=uuid.uuid4(), kind=BlobKind.RECORDS)
 
     with pytest.raises(StorageUnavailableError) as refused:
         await store.put_stream(key, _chunks(b"x" * 5000))
 
     assert refused.value.status_code == 503
-    await store.aclose()
