@@ -80,13 +80,15 @@ async def store_backup(
     )
     await writes.release(session)
 
-    def check_size(size: int) -> None:
-        quota.require_room(limits=admission.limits, used=used, after=used + size)
+    def check_arrived(size: int) -> None:
+        quota.require_room(
+            limits=admission.limits, used=used, after=used + size, arriving=declared_size is None
+        )
 
     if declared_size is not None:
-        check_size(declared_size)
+        quota.require_room(limits=admission.limits, used=used, after=used + declared_size)
     stream = CheckedStream(
-        body, checksum=checksum, min_chunk_bytes=HANDOFF_BYTES, check_size=check_size
+        body, checksum=checksum, min_chunk_bytes=HANDOFF_BYTES, check_size=check_arrived
     )
     key = new_blob_key(user_id=user.id, kind=BlobKind.BACKUPS)
     await blobs.put_stream(key, stream)

@@ -67,16 +67,21 @@ def require_writable(*, limits: TierLimits, used: int) -> None:
         )
 
 
-def require_room(*, limits: TierLimits, used: int, after: int) -> None:
+def require_room(*, limits: TierLimits, used: int, after: int, arriving: bool = False) -> None:
     """Refuse (403) a write that takes the usage from `used` to `after` bytes, if the
-    user is over quota already or would be afterwards."""
+    user is over quota already or would be afterwards.
+
+    `arriving`: `after` counts what has arrived of a body whose size was not
+    declared, so the refusal says the write needs at least that much.
+    """
     require_writable(limits=limits, used=used)
     quota = limits.storage_bytes
     if quota is not None and after > quota:
+        at_least = "at least " if arriving else ""
         raise QuotaExceededError(
             f"Storage quota exceeded: the {limits.tier.value} plan allows "
             f"{format_bytes(quota)}; {format_bytes(used)} is stored and this needs "
-            f"{format_bytes(after - used)} more"
+            f"{at_least}{format_bytes(after - used)} more"
         )
 
 
