@@ -3,8 +3,9 @@
 A power cut cannot be staged in a test, so what is checked is what makes a
 write survive one: the blob's file is fsynced, then every directory from its
 own up to the store's root, before `put` or `put_stream` returns (the caller
-commits the row pointing at the blob right after). The real fsync runs; the
-test only records which paths it was given.
+commits the row pointing at the blob right after). The real fsync runs and
+the first test records which paths it was given; the others make it fail as
+some filesystems do.
 """
 
 from __future__ import annotations
