@@ -62,7 +62,7 @@ BATCH = 250  # vector items per upsert
 # The client of the backup figures: curl when installed (httpx's own speed is below the
 # server's), httpx otherwise.
 CURL = shutil.which("curl")
-DISK_REST_S = 3.0  # what this machine's disk needs to take a burst of writes again
+DISK_REST_S = 3.0  # a rest after which this machine's disk often takes fast writes again
 
 
 def free_port() -> int:
@@ -159,10 +159,12 @@ def copy_through_user_space(source: Path, target: Path) -> None:
 async def settle(work: Path) -> None:
     """Remove the previous round's copies, write every dirty page back, and let the disk rest.
 
-    Untimed. This machine's disk takes a burst of writes at several GiB/s, then
-    about 265 MiB/s until it has rested (a token bucket: `dd` of 256 MiB takes
-    0.1 s, then 1 s, whatever writes it, `cp` included): without a rest, whichever
-    phase comes first gets the burst and the rest are timed on the slow disk.
+    Untimed. This machine's disk sometimes takes 256 MiB at several GiB/s and
+    sometimes at about 265 MiB/s (`dd` took 0.1 s or 1 s, whatever wrote it, `cp`
+    included; a rest often, not always, brought the fast writes back): without
+    a rest, whichever phase came first got the fast disk and the others were
+    timed on the slow one. Each round's transfers are therefore also set against
+    that round's own copy.
     """
 
     def write_back() -> None:
@@ -227,25 +229,27 @@ async def backups(
         for _ in range(mib):
             file.write(os.urandom(MIB))
     checksum = sha256_of(source)
-    copies, durable_copies, user_copies, uploads, downloads = [], [], [], [], []
+    copies: list[float] = []
+    durable_copies: list[float] = []
+    user_copies: list[float] = []
+    uploads: list[float] = []
+    downloads: list[float] = []
     # Rounds of copies, upload, download. Every timed phase writes a new file and
     # starts with nothing left to write back (`settle`): otherwise the one after a
     # copy pays for the copy's write-back, and overwriting a file first frees its
     # blocks (discarded on this machine's disk, mounted with `discard`).
     for n in range(rounds):
         restored = work / f"restored-{n}.bin"
-        await settle(work)
-        started = time.perf_counter()
-        await asyncio.to_thread(shutil.copyfile, source, work / f"copy-{n}.bin")
-        copies.append(time.perf_counter() - started)
-        await settle(work)
-        started = time.perf_counter()
-        await asyncio.to_thread(copy_durably, source, work / f"durable-copy-{n}.bin")
-        durable_copies.append(time.perf_counter() - started)
-        await settle(work)
-        started = time.perf_counter()
-        await asyncio.to_thread(copy_through_user_space, source, work / f"user-copy-{n}.bin")
-        user_copies.append(time.perf_counter() - started)
+        floors = (
+            (copies, shutil.copyfile, "copy"),
+            (durable_copies, copy_durably, "durable-copy"),
+            (user_copies, copy_through_user_space, "user-copy"),
+        )
+        for times, copy, name in floors:
+            await settle(work)
+            started = time.perf_counter()
+            await asyncio.to_thread(copy, source, work / f"{name}-{n}.bin")
+            times.append(time.perf_counter() - started)
         await settle(work)
         upload_s, download_s = await upload_and_download(
             http, auth, source, restored, checksum=checksum, size=mib * MIB, work=work
