@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import CroniterBadDateError, CroniterError, croniter
+from croniter.croniter import HashExpander
 
 MIN_INTERVAL_MINUTES = 5
 MAX_CRON_CHARS = 100
@@ -22,6 +23,15 @@ ALIASES = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
 _FIELDS = 5
+# Each field's name and the values it takes, for messages that say what is expected
+# without repeating what the client sent.
+_FIELD_SYNTAX = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+)
 _HOURS = range(24)
 _MINUTES = range(60)
 _SLOTS_PER_REPEATED_HOUR = 60
@@ -38,7 +48,7 @@ TIMEZONES = frozenset(available_timezones() - {"localtime", "Factory"})
 def check_timezone(name: str) -> str:
     """`name` if it is an IANA time zone ("Europe/Berlin"), else `ScheduleError`."""
     if name not in TIMEZONES:
-        msg = f"unknown IANA time zone {name!r} (expected a name such as Europe/Berlin)"
+        msg = "unknown IANA time zone (expected a name such as Europe/Berlin)"
         raise ScheduleError(msg)
     return name
 
@@ -61,27 +71,63 @@ def _shortest_gap_minutes(minutes: list[int], hours: list[int]) -> int:
     return min(gaps, default=24 * 60)
 
 
+def _check_fields(fields: list[str]) -> None:
+    """`ScheduleError` naming the first field that is random, hashed or not cron at all.
+
+    Croniter's R (random) and H (hashed) forms are refused: R draws a new value each
+    time the schedule is read, so runs would come at irregular times, closer than
+    `MIN_INTERVAL_MINUTES` apart; H needs a hash key we do not give. Croniter's own
+    matcher tells them apart from names that merely contain the letters (MAR, THU).
+    """
+    random_or_hashed = HashExpander(croniter)
+    for index, (field, (name, values)) in enumerate(zip(fields, _FIELD_SYNTAX, strict=True)):
+        if random_or_hashed.match(None, index, field.lower()):
+            msg = (
+                f"the {name} field uses R (random) or H (hashed) values; give fixed ones"
+                f" ({values}) so the agent runs at set times"
+            )
+            raise ScheduleError(msg)
+        # Checked alone, with every other field `*`, so the message can say which
+        # field is wrong; croniter's own message quotes the whole expression.
+        alone = ["*"] * _FIELDS
+        alone[index] = field
+        if not croniter.is_valid(" ".join(alone)):
+            msg = (
+                f"not a valid cron expression: the {name} field takes {values}"
+                " as one value, a range a-b, a list a,b or a step */n"
+            )
+            raise ScheduleError(msg)
+
+
 def check_cron(expression: str) -> str:
     """The expression, stripped, if it is a 5-field cron (or an alias) firing at most
-    every `MIN_INTERVAL_MINUTES` minutes and at least once; else `ScheduleError`."""
+    every `MIN_INTERVAL_MINUTES` minutes and at least once; else `ScheduleError`.
+
+    No message quotes the expression: validation errors never echo the input.
+    """
     expression = " ".join(expression.split())
     if not expression:
         msg = "the schedule is empty; give a cron expression such as '0 9 * * 1'"
         raise ScheduleError(msg)
     if expression.startswith("@"):
         if expression not in ALIASES:
-            msg = f"unknown cron alias {expression!r}; use one of {', '.join(sorted(ALIASES))}"
+            msg = f"unknown cron alias; use one of {', '.join(sorted(ALIASES))}"
             raise ScheduleError(msg)
-    elif len(expression.split(" ")) != _FIELDS:
-        msg = (
-            "a cron expression has exactly 5 fields (minute hour day-of-month month"
-            f" day-of-week), got {len(expression.split(' '))}"
-        )
-        raise ScheduleError(msg)
+    else:
+        fields = expression.split(" ")
+        if len(fields) != _FIELDS:
+            msg = (
+                "a cron expression has exactly 5 fields (minute hour day-of-month month"
+                f" day-of-week), got {len(fields)}"
+            )
+            raise ScheduleError(msg)
+        _check_fields(fields)
     try:
         expanded = croniter(expression, datetime(2000, 1, 1)).expanded
     except CroniterError as exc:
-        msg = f"not a valid cron expression: {exc}"
+        # Every field passed alone; should croniter still refuse how they combine, its
+        # message is not passed on, as it quotes the expression.
+        msg = "not a valid cron expression: its fields cannot be combined"
         raise ScheduleError(msg) from exc
     minutes, hours = _values(expanded[0], _MINUTES), _values(expanded[1], _HOURS)
     gap = _shortest_gap_minutes(minutes, hours)

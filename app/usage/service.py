@@ -27,10 +27,13 @@ def resolve_range(
     first: dt.date | None, last: dt.date | None, today: dt.date
 ) -> tuple[dt.date, dt.date]:
     """The range asked for, with defaults (the last 30 days); refuses inverted or huge ones."""
-    last = last or (
-        min(first + dt.timedelta(days=DEFAULT_RANGE_DAYS - 1), today) if first else today
-    )
-    first = first or last - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    span = dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    # Neither default steps past the calendar's ends. A `from` within 30 days of
+    # date.max is after today, so it is refused as inverted like any later `from`. A
+    # `to` within 30 days of date.min starts the range on date.min, so one day more
+    # or less at that edge never turns an answer into an error.
+    last = last or (first + min(span, today - first) if first else today)
+    first = first or last - min(span, last - dt.date.min)
     if first > last:
         raise InvalidRangeError("`from` is after `to`")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
@@ -65,7 +68,9 @@ async def usage_between(
 ) -> UsageRead:
     """The user's model calls from `first` to `last` (UTC days, both included)."""
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    # The last microsecond of `last` (timestamptz keeps microseconds), not midnight
+    # after it: there is no day after date.max.
+    end = dt.datetime.combine(last, dt.time.max, tzinfo=dt.UTC)
     day = cast(func.timezone("UTC", ModelUsage.occurred_at), Date).label("day")
     query = (
         select(
@@ -80,7 +85,7 @@ async def usage_between(
         .where(
             ModelUsage.user_id == user_id,
             ModelUsage.occurred_at >= start,
-            ModelUsage.occurred_at < end,
+            ModelUsage.occurred_at <= end,
         )
         .group_by(day, ModelUsage.role, ModelUsage.model)
         .order_by(day, ModelUsage.role, ModelUsage.model)
