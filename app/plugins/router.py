@@ -191,7 +191,9 @@ async def payout_onboarding(
             },
         },
         **error(
-            403, "The link was not signed by this server, or the plugin is no longer installed."
+            403,
+            "The link was not signed by this server, the plugin is no longer installed, or "
+            "the user's plan no longer has the plugin marketplace.",
         ),
         **error(404, "The link's plugin version no longer exists."),
         **error(410, "The link has expired (15 minutes): install again for a new one."),
@@ -278,7 +280,7 @@ async def install(
     return result
 
 
-@router.delete("/{plugin_id}/install", responses={**AUTHENTICATED, **error(404, "No such plugin.")})
+@router.delete("/{plugin_id}/install", responses={**AUTHENTICATED, **_NOT_FOUND})
 async def uninstall(plugin_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Ok:
     """Uninstall (no error if it was not installed)."""
     await service.uninstall(session=session, user=user, plugin_id=plugin_id)

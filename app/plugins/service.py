@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Numeric, Select, cast, delete, func, liter
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.billing import service as billing_service
 from app.billing.stripe_api import StripeGateway
@@ -117,6 +118,11 @@ async def _lock(*, session: AsyncSession, plugin_id: uuid.UUID) -> Plugin:
     return plugin
 
 
+def _sees_unapproved(plugin: Plugin, user: User) -> bool:
+    """Whether `user` may see `plugin` before it is approved: its author and reviewers."""
+    return plugin.author_id == user.id or user.has_role(Role.REVIEWER)
+
+
 async def _approved(*, session: AsyncSession, plugin_id: uuid.UUID) -> tuple[Plugin, PluginVersion]:
     """An approved plugin and its installable version; 404 otherwise."""
     row = (await session.execute(_listed().where(Plugin.id == plugin_id))).one_or_none()
@@ -194,7 +200,7 @@ async def plugin_detail(*, session: AsyncSession, user: User, plugin_id: uuid.UU
         raise PluginNotFoundError
     if plugin.current_version_id is not None:
         version = await session.get(PluginVersion, plugin.current_version_id)
-    elif plugin.author_id == user.id or user.has_role(Role.REVIEWER):
+    elif _sees_unapproved(plugin, user):
         version = await _latest_version(session=session, plugin_id=plugin.id)
     else:
         version = None
@@ -554,8 +560,11 @@ async def install(
 
 async def uninstall(*, session: AsyncSession, user: User, plugin_id: uuid.UUID) -> None:
     """Remove the user's install (and its count); uninstalling twice is no error.
-    A paid plugin stays paid for: installing it again charges nothing."""
+    A paid plugin stays paid for: installing it again charges nothing. An unapproved
+    plugin is 404 but to its author and reviewers, as everywhere else."""
     plugin = await _lock(session=session, plugin_id=plugin_id)
+    if plugin.current_version_id is None and not _sees_unapproved(plugin, user):
+        raise PluginNotFoundError
     removed = await session.scalar(
         delete(PluginInstall)
         .where(PluginInstall.plugin_id == plugin_id, PluginInstall.user_id == user.id)
@@ -584,14 +593,19 @@ async def installed(*, session: AsyncSession, user: User) -> list[InstalledPlugi
 async def open_download(
     *, session: AsyncSession, settings: ResolvedSettings, blobs: BlobStore, token: str
 ) -> tuple[PluginVersion, BlobReader]:
-    """The package a download link names: 403 for a link not signed here or whose user
-    no longer has the plugin installed, 410 once expired."""
+    """The package a download link names: 403 for a link not signed here, whose user no
+    longer has the plugin installed or whose plan no longer has the marketplace (a
+    downgrade within the link's 15 minutes), 410 once expired."""
     grant = downloads.verify_download(token, secret=settings.jwt_secret.get_secret_value())
     version = await session.get(PluginVersion, grant.version_id)
     if version is None or version.status != VersionStatus.APPROVED:
         raise PluginNotFoundError
     if not await _installed(session=session, plugin_id=version.plugin_id, user_id=grant.user_id):
         raise NotInstalledError("This download link's plugin is no longer installed")
+    # After the install check: an account's installs are deleted with it, so a deleted
+    # account's link stops there instead of at a plan that cannot be read.
+    plan = await auth_service.plan_of(session=session, user_id=grant.user_id)
+    require_feature(plan, Feature.PLUGIN_MARKETPLACE)
     key = version.blob_key
     await writes.release(session)
     return version, await blobs.open(key)

@@ -14,7 +14,16 @@ from fastapi import FastAPI
 from app.core.settings import Settings
 from app.plugins.downloads import sign_download
 from tests.billing.conftest import Account
-from tests.plugins.conftest import PLUGINS, Market, package, rows, user_on
+from tests.plugins.conftest import (
+    PLUGINS,
+    Market,
+    manifest,
+    package,
+    rows,
+    set_tier,
+    submit,
+    user_on,
+)
 
 
 async def install(client: httpx.AsyncClient, account: Account, plugin_id: str) -> httpx.Response:
@@ -121,6 +130,42 @@ async def test_after_uninstalling_the_link_stops_working_and_counts_follow(
     assert refused.status_code == 403
     assert await counts(client, power, plugin_id) == (0, 0)
     assert (await client.get(f"{PLUGINS}/installed", headers=power.auth)).json() == []
+
+
+async def test_a_link_stops_working_once_the_plan_has_no_marketplace(
+    app: FastAPI, client: httpx.AsyncClient, market: Market, power: Account
+) -> None:
+    plugin_id = await market.publish()
+    url = (await install(client, power, plugin_id)).json()["download_url"]
+
+    served = await client.get(url)
+    await set_tier(app, power, "free")  # what a billing downgrade leaves
+    refused = await client.get(url)
+    await set_tier(app, power, "team")
+    served_again = await client.get(url)
+
+    assert served.status_code == served_again.status_code == 200
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "Your plan (free) does not include the plugin marketplace; "
+        "upgrade to power or team to use it"
+    }
+
+
+async def test_uninstalling_an_unapproved_plugin_is_404_but_to_its_author_and_reviewers(
+    app: FastAPI, client: httpx.AsyncClient, market: Market, power: Account
+) -> None:
+    submitted = await submit(client, market.author, manifest())
+    plugin_id = submitted.json()["id"]
+
+    shown = await client.get(f"{PLUGINS}/{plugin_id}", headers=power.auth)
+    outsider = await client.delete(f"{PLUGINS}/{plugin_id}/install", headers=power.auth)
+    author = await client.delete(f"{PLUGINS}/{plugin_id}/install", headers=market.author.auth)
+    reviewer = await client.delete(f"{PLUGINS}/{plugin_id}/install", headers=market.reviewer.auth)
+
+    assert shown.status_code == outsider.status_code == 404
+    assert outsider.json() == shown.json() == {"detail": "Plugin not found"}
+    assert author.json() == reviewer.json() == {"ok": True}
 
 
 async def test_another_users_ids_and_unknown_plugins_are_404(

@@ -95,6 +95,38 @@ def lying_bomb() -> bytes:
     return bytes(data).replace(real, (10).to_bytes(4, "little"))
 
 
+def one_entry(compression: int = zipfile.ZIP_DEFLATED) -> bytearray:
+    """A zip of one text entry named `a.txt`, to patch bytes of."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr("a.txt", b"hello world " * 100)
+    return bytearray(buffer.getvalue())
+
+
+def corrupt_stream(compression: int, *, after: int = 0) -> bytes:
+    """`one_entry` with garbage in its compressed bytes, past the method's own header
+    (`after` bytes; LZMA's is 9), so the codec itself fails, not the CRC check."""
+    data = one_entry(compression)
+    start = 30 + len("a.txt") + after  # the local header is 30 bytes, then the name
+    data[start : start + 8] = b"\xff" * 8
+    return bytes(data)
+
+
+# Where a two-byte field of `one_entry`'s headers sits (APPNOTE.TXT 4.3.7, 4.3.12): from
+# the local header's start and from the central directory header's.
+_HEADER_FIELDS = {"version_needed": (4, 6), "flags": (6, 8), "method": (8, 10)}
+
+
+def with_header(field: str, value: int) -> bytes:
+    """`one_entry` claiming `value` for `field` in both its headers."""
+    data = one_entry()
+    local, central = _HEADER_FIELDS[field]
+    central += data.find(b"PK\x01\x02")
+    for offset in (local, central):
+        data[offset : offset + 2] = value.to_bytes(2, "little")
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -106,6 +138,25 @@ def lying_bomb() -> bytes:
         (b"not a zip at all", "package_zip: the package is not a zip archive"),
         (bomb(), "size_limits: the package unpacks to over"),
         (lying_bomb(), "size_limits: an entry is corrupt"),
+        (corrupt_stream(zipfile.ZIP_DEFLATED), "size_limits: an entry is corrupt"),
+        (corrupt_stream(zipfile.ZIP_LZMA, after=9), "size_limits: an entry is corrupt"),
+        (corrupt_stream(zipfile.ZIP_BZIP2), "size_limits: an entry is corrupt"),
+        (
+            with_header("method", 9),
+            "zip_entries: a compression method other than deflate, bzip2 or lzma: 'a.txt'",
+        ),
+        (
+            with_header("method", 99),
+            "zip_entries: a compression method other than deflate, bzip2 or lzma: 'a.txt'",
+        ),
+        (
+            with_header("flags", 0x20),
+            "size_limits: an entry uses a zip feature that is not supported",
+        ),
+        (
+            with_header("version_needed", 64),
+            "package_zip: the package uses a zip feature that is not supported",
+        ),
     ],
     ids=[
         "zip-slip",
@@ -116,6 +167,13 @@ def lying_bomb() -> bytes:
         "not-a-zip",
         "zip-bomb",
         "lying-zip-bomb",
+        "corrupt-deflate",
+        "corrupt-lzma",
+        "corrupt-bzip2",
+        "deflate64",
+        "unknown-method",
+        "patched-data-flag",
+        "zip-version-too-new",
     ],
 )
 async def test_an_unsafe_package_is_refused_with_the_reason_and_nothing_is_kept(
@@ -143,7 +201,7 @@ async def test_an_unsafe_package_is_refused_with_the_reason_and_nothing_is_kept(
         (json.dumps(manifest(permissions="notes:read")), "manifest_schema: permissions"),
         (json.dumps(manifest(category="weapons")), "manifest_schema: category"),
         (json.dumps(manifest(extra=1)), "manifest_schema: extra"),
-        (json.dumps(manifest(permissions=["root"])), "permissions: not an allowed permission"),
+        (json.dumps(manifest(permissions=["root"])), "permissions: 1 permission is not allowed"),
         (
             json.dumps(manifest(permissions=["notes:read", "notes:read"])),
             "permissions: a permission is listed twice",
@@ -183,6 +241,25 @@ async def test_a_bad_manifest_is_refused_with_the_reason_and_nothing_is_kept(
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert isinstance(detail, list) or reason in detail
+    await nothing_kept(app, settings)
+
+
+async def test_refused_permissions_are_counted_never_echoed(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    author = await register(client)
+    body = manifest(permissions=["notes:read", "my-secret-value", "root", "root"])
+
+    response = await submit(client, author, body)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "The submission failed the automatic checklist; nothing was kept: "
+        "permissions: 2 permissions are not allowed (allowed: clients:read, clients:write, "
+        "network, notes:read, notes:write, notifications, projects:read, projects:write, "
+        "taskComments:read, taskComments:write, tasks:read, tasks:write, timelines:read, "
+        "timelines:write); a permission is listed twice"
+    }
     await nothing_kept(app, settings)
 
 
