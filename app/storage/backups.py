@@ -144,5 +144,5 @@ async def delete_backup(
 ) -> None:
     """Delete the user's backup: its row, then its blob."""
     rows = delete(Backup).where(Backup.id == backup_id, Backup.user_id == user_id)
-    if not await writes.remove(session=session, blobs=blobs, rows=rows):
+    if not await writes.remove(session=session, blobs=blobs, user_id=user_id, rows=rows):
         raise BlobNotFoundError(BACKUP_NOT_FOUND)

@@ -41,6 +41,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from io import FileIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,24 +145,24 @@ class _CallsInFlight:
 class BlobReader:
     """An opened blob: its size, and its bytes as they come (`async for`).
 
-    From S3, one GET streamed; from the disk, ranges of `READ_RANGE_BYTES` read one
-    after another (the library streams a local file in 8 KiB pieces, ten times
-    slower). Either way a failure midway cuts the response short: the client sees
-    fewer bytes than Content-Length said, and the log says why.
+    From S3, one GET streamed. From the disk, the file opened once by `BlobStore.open`
+    and read in ranges of `READ_RANGE_BYTES` (the library streams a local file in 8 KiB
+    pieces, ten times slower): a blob deleted after it was opened (a delete, a replace,
+    retention pruning an old backup) is still read whole, as a GET under way on S3 is.
+    A failure of the store midway cuts the response short: the client sees fewer bytes
+    than Content-Length said, and the log says why.
     """
 
     def __init__(
         self,
-        store: LocalStore | S3Store,
-        key: str,
         *,
         size: int,
-        result: GetResult | None,
         calls: _CallsInFlight,
+        result: GetResult | None = None,
+        file: FileIO | None = None,
     ) -> None:
-        self._store = store
-        self._key = key
         self._result = result
+        self._file = file
         self._calls = calls
         self.size = size
 
@@ -170,11 +171,15 @@ class BlobReader:
             async for chunk in self._result.stream(min_chunk_size=DOWNLOAD_CHUNK_BYTES):
                 yield chunk
             return
-        for start in range(0, self.size, READ_RANGE_BYTES):
-            length = min(READ_RANGE_BYTES, self.size - start)
-            yield bytes(
-                await obstore.get_range_async(self._store, self._key, start=start, length=length)
-            )
+        assert self._file is not None  # `BlobStore.open` gives one or the other
+        with self._file:
+            descriptor = self._file.fileno()
+            for start in range(0, self.size, READ_RANGE_BYTES):
+                length = min(READ_RANGE_BYTES, self.size - start)
+                chunk = await asyncio.to_thread(os.pread, descriptor, length, start)
+                if len(chunk) < length:  # blobs never change once written
+                    raise OSError(errno.EIO, "the blob is shorter than when it was opened")
+                yield chunk
 
     async def __aiter__(self) -> AsyncGenerator[bytes]:
         with self._calls.call():
@@ -303,20 +308,17 @@ class BlobStore:
     async def open(self, key: str) -> BlobReader:
         """The blob under `key`, ready to stream; 404 if there is none."""
         try:
+            if self._disk_root is not None:
+                file = await asyncio.to_thread(FileIO, self._disk_root / key)
+                size = os.fstat(file.fileno()).st_size
+                return BlobReader(size=size, file=file, calls=self._calls)
             with self._calls.call():
-                if isinstance(self._store, LocalStore):
-                    meta = await obstore.head_async(self._store, key)
-                    return BlobReader(
-                        self._store, key, size=meta["size"], result=None, calls=self._calls
-                    )
                 result = await obstore.get_async(self._store, key)
         except (ObjectNotFoundError, FileNotFoundError) as exc:
             raise BlobNotFoundError from exc
         except (ObjectStoreError, OSError) as exc:
             raise _unavailable(exc, detail=_READ_FAILED) from exc
-        return BlobReader(
-            self._store, key, size=result.meta["size"], result=result, calls=self._calls
-        )
+        return BlobReader(size=result.meta["size"], result=result, calls=self._calls)
 
     async def read(self, key: str) -> bytes:
         """The whole blob under `key` (small blobs only: records and vector items)."""

@@ -16,6 +16,8 @@ from app.storage.integrity import require_checksum
 from app.storage.models import StoredRecord
 
 RECORD_NOT_FOUND = "No such record"
+# A read that keeps losing the race with replaces gives up after this many tries.
+READ_ATTEMPTS = 3
 
 
 async def create_record(
@@ -61,21 +63,41 @@ async def list_records(
 
 
 async def get_record(
-    *, session: AsyncSession, user_id: uuid.UUID, record_id: uuid.UUID
+    *, session: AsyncSession, user_id: uuid.UUID, record_id: uuid.UUID, fresh: bool = False
 ) -> StoredRecord:
-    """The user's record `record_id`; 404 for anyone else's or none."""
+    """The user's record `record_id`; 404 for anyone else's or none. `fresh` reads the
+    row as committed now, even if this session has it loaded already."""
     record = await session.scalar(
-        select(StoredRecord).where(StoredRecord.id == record_id, StoredRecord.user_id == user_id)
+        select(StoredRecord)
+        .where(StoredRecord.id == record_id, StoredRecord.user_id == user_id)
+        .execution_options(populate_existing=fresh)
     )
     if record is None:
         raise BlobNotFoundError(RECORD_NOT_FOUND)
     return record
 
 
-async def read_record(*, session: AsyncSession, blobs: BlobStore, record: StoredRecord) -> bytes:
-    """The record's encrypted bytes, as uploaded."""
-    await writes.release(session)
-    return await blobs.read(record.blob_key)
+async def read_record(
+    *, session: AsyncSession, blobs: BlobStore, record: StoredRecord
+) -> tuple[StoredRecord, bytes]:
+    """The record's encrypted bytes, as uploaded, with the row they belong to.
+
+    A replace that lands between reading the row and opening its blob removes
+    that blob: the row is then read again and its new blob returned (404 only
+    if the record was deleted meanwhile).
+    """
+    for _ in range(READ_ATTEMPTS):
+        await writes.release(session)
+        try:
+            return record, await blobs.read(record.blob_key)
+        except BlobNotFoundError:
+            replaced = record.blob_key
+            record = await get_record(
+                session=session, user_id=record.user_id, record_id=record.id, fresh=True
+            )
+            if record.blob_key == replaced:
+                raise  # the row still points at a blob that is gone: the store lost it
+    raise BlobNotFoundError(RECORD_NOT_FOUND)
 
 
 async def replace_record(
@@ -100,7 +122,7 @@ async def replace_record(
         session=session, blobs=blobs, settings=settings, user_id=user.id, new_keys=[key]
     ) as turn:
         # Again, under the lock: it may have been deleted meanwhile.
-        record = await get_record(session=session, user_id=user.id, record_id=record_id)
+        record = await get_record(session=session, user_id=user.id, record_id=record_id, fresh=True)
         replaced = record.blob_key
         record.blob_key, record.checksum, record.size_bytes = key, checksum, len(blob)
         await turn.check_room()
@@ -113,5 +135,5 @@ async def delete_record(
 ) -> None:
     """Delete the record: its row, then its blob."""
     rows = delete(StoredRecord).where(StoredRecord.id == record_id, StoredRecord.user_id == user_id)
-    if not await writes.remove(session=session, blobs=blobs, rows=rows):
+    if not await writes.remove(session=session, blobs=blobs, user_id=user_id, rows=rows):
         raise BlobNotFoundError(RECORD_NOT_FOUND)

@@ -110,6 +110,10 @@ def _record_read(record: StoredRecord) -> RecordRead:
     )
 
 
+def _record_headers(record: StoredRecord) -> dict[str, str]:
+    return {"X-Checksum": record.checksum, "ETag": _etag(record.checksum)}
+
+
 @router.post("/storage/records", status_code=status.HTTP_201_CREATED, responses=_CHECKED_WRITE)
 async def create_record(
     body: RecordCreate,
@@ -168,11 +172,10 @@ async def read_record(
 ) -> Response:
     """The record's bytes, with their checksum."""
     record = await records.get_record(session=session, user_id=user.id, record_id=record_id)
-    headers = {"X-Checksum": record.checksum, "ETag": _etag(record.checksum)}
-    if _not_modified(if_none_match, headers["ETag"]):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    data = await records.read_record(session=session, blobs=blobs, record=record)
-    return Response(data, media_type=OCTET_STREAM, headers=headers)
+    if _not_modified(if_none_match, _etag(record.checksum)):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=_record_headers(record))
+    record, data = await records.read_record(session=session, blobs=blobs, record=record)
+    return Response(data, media_type=OCTET_STREAM, headers=_record_headers(record))
 
 
 @router.put(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,25 +54,45 @@ def derived_vector(blob: bytes) -> list[float]:
     return [(byte - 127.5) / 127.5 for byte in hashlib.sha256(blob).digest()]
 
 
+def unit_vector(vector: Sequence[float]) -> list[float] | None:
+    """`vector` scaled to length 1, or None for the zero vector (it has no direction).
+
+    Cosine similarity does not see a vector's length, so nothing a search can tell
+    is lost; but pgvector stores and computes in 32-bit floats, where a component
+    past 3.4e38 does not fit, tiny ones round to zero and a long vector's norm
+    overflows. Scaled by its largest component first, so that no square overflows
+    or vanishes here either.
+    """
+    largest = max(map(abs, vector))
+    if largest == 0:
+        return None
+    scaled = [value / largest for value in vector]
+    norm = math.sqrt(math.fsum(value * value for value in scaled))
+    return [value / norm for value in scaled]
+
+
+def _embedding_of(item: VectorItemUpsert) -> list[float]:
+    """The vector stored for `item`: its shared vector scaled to length 1 (422 for the
+    zero vector), or the one derived from its blob."""
+    if item.vector is None:
+        return derived_vector(item.blob)
+    unit = unit_vector(item.vector)
+    if unit is None:
+        msg = "A vector of zeros has no direction for cosine similarity to compare"
+        raise VectorDimensionError(msg)
+    return unit
+
+
 @dataclass(frozen=True, slots=True)
 class _Upload:
     item: VectorItemUpsert
     key: str
-
-    @property
-    def embedding(self) -> list[float]:
-        return self.item.vector if self.item.vector is not None else derived_vector(self.item.blob)
-
-
-def _require_direction(vector: Sequence[float]) -> None:
-    if not any(vector):
-        msg = "A vector of zeros has no direction for cosine similarity to compare"
-        raise VectorDimensionError(msg)
+    embedding: list[float]
 
 
 def _request_dimension(items: Sequence[VectorItemUpsert]) -> int | None:
-    """The one dimension of the request's shared vectors (422 for two, a duplicate id or
-    a zero vector), after which every checksum is checked (400)."""
+    """The one dimension of the request's shared vectors (422 for two or a duplicate
+    id), after which every checksum is checked (400)."""
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise InvalidVectorsError("Each item id may appear once in an upsert")
@@ -79,9 +100,6 @@ def _request_dimension(items: Sequence[VectorItemUpsert]) -> int | None:
     if len(dimensions) > 1:
         msg = f"The vectors of one upsert must have one dimension, not {sorted(dimensions)}"
         raise VectorDimensionError(msg)
-    for item in items:
-        if item.vector is not None:
-            _require_direction(item.vector)
     for item in items:
         require_checksum(item.blob, item.checksum)
     return dimensions.pop() if dimensions else None
@@ -133,11 +151,15 @@ async def upsert_vectors(
     """Insert the items, or replace those whose id the user already has; all or none."""
     await writes.admit(session=session, settings=settings, user=user)
     dimension = _request_dimension(items)
-    await writes.release(session)
     uploads = [
-        _Upload(item=item, key=new_blob_key(user_id=user.id, kind=BlobKind.VECTORS))
+        _Upload(
+            item=item,
+            key=new_blob_key(user_id=user.id, kind=BlobKind.VECTORS),
+            embedding=_embedding_of(item),
+        )
         for item in items
     ]
+    await writes.release(session)
     await _put_all(blobs, uploads)
     async with writes.landing(
         session=session,
@@ -213,10 +235,11 @@ async def search(
     vector has no direction and finds nothing."""
     if query_vector is not None:
         stored = await _stored_dimension(session=session, user_id=user_id)
-        if stored is None or not any(query_vector):
+        direction = unit_vector(query_vector)
+        if stored is None or direction is None:
             return []  # nothing to compare with; a zero vector points nowhere
         _require_dimension(stored, len(query_vector))
-        distance = VectorItem.embedding.cosine_distance(query_vector)
+        distance = VectorItem.embedding.cosine_distance(direction)
         matching = VectorItem.derived.is_(False)
     else:
         assert query_blob is not None  # the schema asks for one of the two
@@ -246,4 +269,4 @@ async def delete_vectors(
     rows = delete(VectorItem).where(
         VectorItem.user_id == user_id, VectorItem.item_id.in_(list(ids))
     )
-    return await writes.remove(session=session, blobs=blobs, rows=rows)
+    return await writes.remove(session=session, blobs=blobs, user_id=user_id, rows=rows)

@@ -54,9 +54,16 @@ async def discard(blobs: BlobStore, keys: Sequence[str]) -> None:
         logger.warning("blobs left for the orphan sweep", extra={"count": len(keys)})
 
 
-async def remove(*, session: AsyncSession, blobs: BlobStore, rows: Delete) -> int:
-    """Delete `rows` of stored blobs, commit, then remove their blobs; how many rows
-    there were."""
+async def remove(
+    *, session: AsyncSession, blobs: BlobStore, user_id: uuid.UUID, rows: Delete
+) -> int:
+    """Delete `rows` of the user's stored blobs, commit, then remove their blobs; how
+    many rows there were.
+
+    It takes the user's turn like every write, so a replace that has read a row under
+    its turn finds it still there when it updates it.
+    """
+    await quota.lock_account(session=session, user_id=user_id)
     keys: list[str] = list(await session.scalars(rows.returning(rows.table.c.blob_key)))
     await session.commit()
     await discard(blobs, keys)

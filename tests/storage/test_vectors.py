@@ -280,6 +280,29 @@ async def test_a_zero_query_vector_points_nowhere_and_finds_nothing(
     assert hits(await search(client, pro, query_vector=[0.0, 0.0])) == []
 
 
+async def test_vectors_are_compared_by_direction_whatever_their_magnitude(
+    client: httpx.AsyncClient, pro: Account
+) -> None:
+    # pgvector computes in 32-bit floats: as sent, the first would not fit (a 500),
+    # the second's norm would overflow (scored as orthogonal) and the third would
+    # round to the zero vector (a score of NaN, sent as null).
+    await upsert(
+        client,
+        pro,
+        item("huge", b"h", [3.5e38, 0.0, 0.0]),
+        item("long", b"l", [1e20, 1e20, 0.0]),
+        item("tiny", b"t", [0.0, 1e-46, 0.0]),
+    )
+
+    towards_xy = hits(await search(client, pro, query_vector=[1.0, 1.0, 0.0]))
+    towards_x = hits(await search(client, pro, query_vector=[1e-46, 0.0, 0.0]))
+    past_float32 = hits(await search(client, pro, query_vector=[0.0, 1e300, 0.0]))
+
+    assert towards_xy == [("long", 1.0, b"l"), ("huge", 0.7071, b"h"), ("tiny", 0.7071, b"t")]
+    assert towards_x == [("huge", 1.0, b"h"), ("long", 0.7071, b"l"), ("tiny", 0.0, b"t")]
+    assert past_float32 == [("tiny", 1.0, b"t"), ("long", 0.7071, b"l"), ("huge", 0.0, b"h")]
+
+
 async def test_a_free_user_cannot_upsert_but_can_search_and_delete(
     client: httpx.AsyncClient, stored: StoredBlobs
 ) -> None:
