@@ -9,6 +9,7 @@ the device socket with `service_unavailable`, both through
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 
@@ -43,6 +44,9 @@ DATABASE_RETRY_AFTER_S = 5
 # full), and the server shutting down, crashed or still starting (57P01-57P03).
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# character_not_in_repertoire (a NUL in a text parameter) and untranslatable_character
+# (a \u0000 escape in JSON text).
+_UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 _DRIVER_MODULES = frozenset({"asyncpg", "psycopg", "psycopg_pool", "sqlalchemy"})
 _EVENT_LOOPS = frozenset({"uvloop"})  # uvicorn runs on uvloop when it is installed
 
@@ -71,6 +75,9 @@ def create_engine(
         database_url,
         # The embedded or remote server may have restarted under us.
         pool_pre_ping=True,
+        # A failed statement's message would otherwise quote its parameters, which are
+        # what users wrote, into the log.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout_s,
@@ -116,6 +123,23 @@ def _means_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and _raised_by_a_driver(exc.__traceback__)
 
 
+def _caused_by(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """Whether `exc`, what caused it, or an exception grouped in it passes `test`."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if test(current):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) means the database cannot be reached right now.
 
@@ -124,16 +148,16 @@ def is_database_unavailable(exc: BaseException) -> bool:
     (SQLAlchemy/asyncpg and the checkpointer's psycopg alike). False for
     errors a retry would not fix (constraint violations, bad SQL).
     """
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if _means_unavailable(current):
-            return True
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
+    return _caused_by(exc, _means_unavailable)
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is PostgreSQL refusing a text it cannot hold.
+
+    That is the NUL character (U+0000): JSON and URLs can carry it, no text
+    column can. Whatever a request sends reaches the database only as a
+    parameter, so this is always the request's text, never the server's.
+    """
+    return _caused_by(
+        exc, lambda error: getattr(error, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES
+    )

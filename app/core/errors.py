@@ -27,6 +27,7 @@ from app.core.database import (
     DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
     is_database_unavailable,
+    is_unstorable_text,
 )
 from protocol.frames import Error, ErrorCode
 
@@ -110,6 +111,15 @@ class ServiceUnavailableError(_RetryLaterError):
     detail = "Service unavailable"
 
 
+class UnstorableTextError(AppError):
+    """A request's text holds the NUL character, which PostgreSQL cannot store; found
+    where the database refuses it, so every route and frame is covered."""
+
+    status_code = 422
+    frame_code = ErrorCode.INVALID_FRAME
+    detail = "Text may not contain the NUL character (U+0000)"
+
+
 class BadGatewayError(AppError):
     """A service the server depends on (the payment provider) answered with a failure."""
 
@@ -166,13 +176,17 @@ def database_unavailable_error() -> ServiceUnavailableError:
 
 async def _database_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
     # The device socket answers outages itself (close 1013); anything else that
-    # is not an outage stays a bug, for the request middleware to log as one.
-    if conn.scope["type"] != "http" or not is_database_unavailable(exc):
-        raise exc
-    logger.warning(
-        "database unavailable", extra={"path": conn.url.path, "error": type(exc).__name__}
-    )
-    return error_response(database_unavailable_error())
+    # is neither an outage nor a client's unstorable text stays a bug, for the
+    # request middleware to log as one.
+    if conn.scope["type"] == "http" and is_database_unavailable(exc):
+        logger.warning(
+            "database unavailable", extra={"path": conn.url.path, "error": type(exc).__name__}
+        )
+        return error_response(database_unavailable_error())
+    if conn.scope["type"] == "http" and is_unstorable_text(exc):
+        logger.warning("request text the database cannot store", extra={"path": conn.url.path})
+        return error_response(UnstorableTextError())
+    raise exc
 
 
 def error_frame(exc: BaseException, request_id: str | None = None) -> Error:
@@ -183,6 +197,8 @@ def error_frame(exc: BaseException, request_id: str | None = None) -> Error:
     """
     if is_database_unavailable(exc):
         exc = database_unavailable_error()
+    elif is_unstorable_text(exc):
+        exc = UnstorableTextError()
     if isinstance(exc, AppError):
         logger.warning("request failed", extra={"request_id": request_id, "code": exc.frame_code})
         return Error(
@@ -207,6 +223,8 @@ def unexpected_error_response(exc: Exception) -> JSONResponse:
     """
     if is_database_unavailable(exc):
         return error_response(database_unavailable_error())
+    if is_unstorable_text(exc):
+        return error_response(UnstorableTextError())
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.database import is_database_unavailable
+from app.core.database import is_database_unavailable, is_unstorable_text
 from app.core.errors import unexpected_error_response
 from app.observability import metrics
 
@@ -270,6 +270,10 @@ class RequestContextMiddleware:
             where = {"method": scope["method"], "path": _loggable_path(scope)}
             if is_database_unavailable(exc):
                 logging.getLogger("app.errors").warning("database unavailable", extra=where)
+            elif is_unstorable_text(exc):
+                logging.getLogger("app.errors").warning(
+                    "request text the database cannot store", extra=where
+                )
             else:
                 logging.getLogger("app.errors").exception("unhandled error", extra=where)
             if not response_started:
