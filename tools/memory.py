@@ -17,6 +17,9 @@ async def update_core_memory(
         Field(
             min_length=1,
             max_length=100,
+            # Each key gets its own URL (DELETE /memory/core/{key}): no slash, and not
+            # "." or "..", which clients resolve away before the request is sent.
+            pattern=r"^\w[\w .-]*$",
             description="Short snake_case name, e.g. timezone, preferred_language, work_hours.",
         ),
     ],

@@ -30,7 +30,8 @@ async def overview(user: CurrentUser, session: SessionDep, keyring: KeyringDep) 
 
 
 @router.delete(
-    "/memory/core/{key}",
+    # `path`: a key stored before keys were kept free of slashes can still be forgotten.
+    "/memory/core/{key:path}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**AUTHENTICATED, **error(404, "Nothing is remembered under this key.")},
 )

@@ -259,3 +259,28 @@ async def test_master_key_rotation_keeps_memory_readable(
         "User: remember the blue folder Assistant: answer to remember the blue folder"
     ]
     assert "the user asked “remember the blue folder”" in found.episodes[0]
+
+
+async def test_a_key_with_a_slash_stored_earlier_can_still_be_forgotten_alone(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # Keys are kept free of slashes now (`update_core_memory`); one stored before that
+    # is still the user's to forget, by its own URL.
+    tokens = (
+        await client.post(
+            "/api/v1/auth/register",
+            json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "long enough pw"},
+        )
+    ).json()
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    user_id = uuid.UUID((await client.get("/api/v1/auth/me", headers=auth)).json()["id"])
+    cipher = await cipher_for(app, user_id)
+    async with app.state.sessionmaker() as session:
+        await core.set_core(session=session, cipher=cipher, user_id=user_id, key="a/b", value="x")
+        await core.set_core(session=session, cipher=cipher, user_id=user_id, key="b", value="y")
+
+    forgotten = await client.delete("/api/v1/memory/core/a/b", headers=auth)
+    listed = await client.get("/api/v1/memory", headers=auth)
+
+    assert forgotten.status_code == 204
+    assert listed.json()["core"] == {"b": "y"}
