@@ -3,6 +3,7 @@
 AppError
 ├── ChecksumMismatchError (400)     the bytes are not what the checksum says
 ├── EmptyBlobError (400)           nothing to store
+├── RepeatedHeaderError (400)      a backup header sent twice: which value is meant?
 ├── QuotaExceededError (403)       the write would pass the plan's quota
 ├── ReadOnlyStorageError (403)     over quota after a downgrade: read and delete only
 ├── BlobNotFoundError (404)        no such id among the user's own
@@ -26,6 +27,14 @@ class ChecksumMismatchError(AppError):
 class EmptyBlobError(AppError):
     status_code = 400
     detail = "The body is empty; an encrypted blob never is"
+
+
+class RepeatedHeaderError(AppError):
+    """A single-value header sent twice: a proxy may join the values or keep either one,
+    so which the client meant cannot be told."""
+
+    status_code = 400
+    detail = "A header was sent more than once"
 
 
 class UploadInterruptedError(AppError):

@@ -28,7 +28,7 @@ from app.core.responses import (
 )
 from app.storage import backups, quota, records, vectors
 from app.storage.dependencies import BlobStoreDep
-from app.storage.exceptions import UploadInterruptedError
+from app.storage.exceptions import RepeatedHeaderError, UploadInterruptedError
 from app.storage.integrity import SHA256_HEX_PATTERN
 from app.storage.models import Backup, StoredRecord
 from app.storage.schemas import (
@@ -311,6 +311,9 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
         raise UploadInterruptedError from None
 
 
+_BACKUP_HEADERS = ("X-Backup-Version", "X-Backup-Timestamp", "X-Backup-Checksum")
+
+
 def _declared_size(request: Request) -> int | None:
     value = request.headers.get("content-length")
     return int(value) if value is not None and value.isdigit() else None
@@ -323,8 +326,8 @@ def _declared_size(request: Request) -> int | None:
         **_WRITE_REFUSALS,
         **error(
             400,
-            "The body's SHA-256 is not X-Backup-Checksum, the body is empty, or the "
-            "upload was cut short; nothing was stored.",
+            "The body's SHA-256 is not X-Backup-Checksum, the body is empty, the upload "
+            "was cut short, or an X-Backup-* header was sent twice; nothing was stored.",
         ),
         **error(413, "The body is larger than BACKUP_MAX_BYTES; nothing was stored."),
     },
@@ -361,6 +364,9 @@ async def store_backup(
     ],
 ) -> BackupStored:
     """Store a backup: the raw encrypted body, streamed; the newest BACKUP_KEEP are kept."""
+    for name in _BACKUP_HEADERS:
+        if len(request.headers.getlist(name)) > 1:
+            raise RepeatedHeaderError(f"{name} was sent more than once; send it once")
     backup = await backups.store_backup(
         session=session,
         blobs=blobs,

@@ -224,6 +224,25 @@ async def test_missing_or_malformed_headers_are_refused_naming_the_header(
     assert await rows(app, "SELECT id FROM storage_backups") == []
 
 
+@pytest.mark.parametrize("header", ["X-Backup-Version", "X-Backup-Timestamp", "X-Backup-Checksum"])
+async def test_a_backup_header_sent_twice_is_400_and_nothing_is_kept(
+    app: FastAPI, client: httpx.AsyncClient, pro: Account, stored: StoredBlobs, header: str
+) -> None:
+    # One proxy joins repeated values, another keeps the first: which was meant?
+    data = b"encrypted snapshot"
+    headers = [*pro.auth.items(), *backup_headers(data).items()]
+    headers.append((header, dict(headers)[header]))
+
+    response = await client.put(BACKUP, content=data, headers=headers)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"detail": f"{header} was sent more than once; send it once"},
+    )
+    assert stored.listing() == set()
+    assert await rows(app, "SELECT id FROM storage_backups") == []
+
+
 async def test_a_body_over_backup_max_bytes_is_413_before_it_is_read(
     client: httpx.AsyncClient, pro: Account, stored: StoredBlobs
 ) -> None:
