@@ -4,6 +4,9 @@ One interface, two backends, one library: obstore (Rust's `object_store`) gives
 the local filesystem (`DATA_DIR/blobs`, the default) and any S3-compatible store
 (when S3_BUCKET is set) the same async API, with streamed uploads (multipart,
 atomic: a failed or abandoned upload leaves nothing) and streamed downloads.
+The disk backend's reads are the one exception: the server opens the file
+itself and reads it in ranges (`BlobReader`), faster than the library's
+stream and unbroken by a delete that lands meanwhile.
 
 Keys hold two server-made UUIDs and a kind, never anything the user wrote. A
 `blob_id` names one stored version: an update writes a new blob and then
