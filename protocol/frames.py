@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# Ids hold no control character: a NUL cannot be stored by PostgreSQL, and ids are
+# stored (threads, devices, request ids in usage rows) and logged.
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 MAX_MESSAGE_CHARS = 32_000
 
 

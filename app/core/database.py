@@ -47,6 +47,7 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 # character_not_in_repertoire (a NUL in a text parameter) and untranslatable_character
 # (a \u0000 escape in JSON text).
 _UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+_PSYCOPG_NUL_REFUSAL = "cannot contain NUL (0x00) bytes"
 _DRIVER_MODULES = frozenset({"asyncpg", "psycopg", "psycopg_pool", "sqlalchemy"})
 _EVENT_LOOPS = frozenset({"uvloop"})  # uvicorn runs on uvloop when it is installed
 
@@ -158,6 +159,16 @@ def is_unstorable_text(exc: BaseException) -> bool:
     column can. Whatever a request sends reaches the database only as a
     parameter, so this is always the request's text, never the server's.
     """
-    return _caused_by(
-        exc, lambda error: getattr(error, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES
+    return _caused_by(exc, _refuses_text)
+
+
+def _refuses_text(error: BaseException) -> bool:
+    if getattr(error, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
+        return True
+    # psycopg (the checkpointer's driver) refuses a NUL itself, before PostgreSQL
+    # sees it: a DataError with no SQLSTATE, known by its message.
+    return (
+        isinstance(error, psycopg.DataError)
+        and error.sqlstate is None
+        and _PSYCOPG_NUL_REFUSAL in str(error)
     )

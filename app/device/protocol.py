@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, IntEnum, auto
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from app.core.json_depth import nests_deeper_than
 from app.device.pending import Answer, PendingCalls
@@ -33,6 +33,7 @@ from protocol.frames import (
     ErrorCode,
     FloatingRequest,
     HomeRequest,
+    Id,
     Mutation,
     Ping,
     Pong,
@@ -53,6 +54,9 @@ RATE_WINDOW_S = 60.0
 # pydantic would hit Python's recursion limit.
 MAX_JSON_DEPTH = 64
 _TOO_DEEP = f"frame nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+# An unknown frame type is named back in the error only up to this length.
+MAX_ECHOED_TYPE_CHARS = 64
+_ID: TypeAdapter[str] = TypeAdapter(Id)
 # Heartbeats and answers to our own calls are never rate limited: refusing them
 # would break the connection or the server's own requests.
 _UNLIMITED_FRAMES = (Ping, Pong)
@@ -142,12 +146,25 @@ class SlidingWindowLimiter:
 
 
 def _request_id_of(raw: object) -> str | None:
-    """The request id of a frame that failed validation, if one can be read."""
-    if isinstance(raw, dict):
-        candidate = raw.get("request_id")
-        if isinstance(candidate, str) and 0 < len(candidate) <= 128:
-            return candidate
-    return None
+    """The request id of a frame that failed validation, if it is one an `error` frame
+    can carry (a valid `Id`, encodable: no lone surrogate)."""
+    candidate = raw.get("request_id") if isinstance(raw, dict) else None
+    if not isinstance(candidate, str):
+        return None
+    try:
+        candidate.encode()
+        return _ID.validate_python(candidate)
+    except (UnicodeEncodeError, ValidationError):
+        return None
+
+
+def _unknown_type_message(kind: object) -> str:
+    # Named back only when short: the reply must never outgrow what was sent.
+    if not kind:
+        return "frame has no 'type' field"
+    if isinstance(kind, str) and len(kind) <= MAX_ECHOED_TYPE_CHARS:
+        return f"unknown frame type {kind!r}"
+    return "unknown frame type"
 
 
 def _fits(text: str, limit: int) -> bool:
@@ -200,6 +217,8 @@ class DeviceProtocol:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             return self._invalid(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc.msg}")
+        except ValueError:  # an integer past Python's 4,300-digit limit for reading one
+            return self._invalid(ErrorCode.INVALID_JSON, "frame holds a number too long to read")
         except RecursionError:
             return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
         # Nesting needs at least as many brackets as levels: counting them is
@@ -222,8 +241,7 @@ class DeviceProtocol:
         except ValidationError as exc:
             request_id = _request_id_of(raw)
             if any(e["type"] in {"union_tag_invalid", "union_tag_not_found"} for e in exc.errors()):
-                kind = raw.get("type")
-                message = f"unknown frame type {kind!r}" if kind else "frame has no 'type' field"
+                message = _unknown_type_message(raw.get("type"))
                 return self._invalid(ErrorCode.UNKNOWN_TYPE, message, request_id=request_id)
             return self._invalid(
                 ErrorCode.INVALID_FRAME, _validation_message(exc), request_id=request_id

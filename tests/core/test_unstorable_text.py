@@ -8,12 +8,15 @@ the log says what happened without quoting what the user sent.
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
+from psycopg.types.string import StrDumper
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.database import is_unstorable_text
 from tests.billing.conftest import register
 from tests.core.configured_logging import configured_logging
 
@@ -60,3 +63,12 @@ async def test_a_failed_statement_does_not_quote_what_it_was_given(app: FastAPI)
 
     assert "division by zero" in str(failed.value)
     assert SECRET not in str(failed.value)
+
+
+def test_psycopgs_own_refusal_of_a_nul_is_unstorable_text_too() -> None:
+    # The checkpointer's driver refuses a NUL before PostgreSQL sees it, with no SQLSTATE.
+    with pytest.raises(psycopg.DataError) as refused:
+        StrDumper(str).dump("thread\x00")
+
+    assert is_unstorable_text(refused.value)
+    assert not is_unstorable_text(psycopg.DataError("another data error"))

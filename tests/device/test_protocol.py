@@ -353,6 +353,62 @@ def test_server_frames_serialise_without_empty_fields() -> None:
 # -- hostile input -------------------------------------------------------------
 
 
+def test_a_nul_in_the_device_id_is_refused_before_the_device_is_greeted() -> None:
+    # A stored and logged id: PostgreSQL cannot hold a NUL (it stopped every
+    # scheduler pass while such a device was connected).
+    protocol = make()
+
+    error = only_error(send(protocol, {"type": "device_hello", "device_id": "desk\u0000"}))
+
+    assert (error.code, error.message) == (
+        "invalid_frame",
+        "device_id: String should match pattern '^[^\\x00-\\x1f\\x7f]+$'",
+    )
+    assert protocol.state is State.AWAITING_HELLO
+
+
+@pytest.mark.parametrize("field", ["thread_id", "request_id"])
+def test_an_id_with_a_control_character_is_an_invalid_frame(field: str) -> None:
+    protocol = greeted()
+    frame = {"type": "home_request", "request_id": "r1", "message": "hi", field: "x\u0000y"}
+
+    error = only_error(send(protocol, frame))
+
+    assert error.code == "invalid_frame"
+    assert error.message.startswith(f"{field}: String should match pattern")
+    assert error.request_id == ("r1" if field == "thread_id" else None)
+    assert protocol.inflight == set()
+
+
+@pytest.mark.parametrize("request_id", ["r\ud800", "r\u0000", "r" * 129])
+def test_a_refused_frame_echoes_only_a_request_id_an_error_frame_can_carry(
+    request_id: str,
+) -> None:
+    protocol = greeted()
+    error = only_error(send(protocol, {"type": "nope", "request_id": request_id}))
+
+    assert (error.code, error.request_id) == ("unknown_type", None)
+    assert server_frame_adapter.validate_json(error.model_dump_json()) == error
+
+
+def test_an_unknown_type_is_named_back_only_when_short() -> None:
+    protocol = greeted()
+
+    short = only_error(send(protocol, {"type": "nope"}))
+    long = only_error(send(protocol, {"type": "\\" * 500_000}))
+
+    assert short.message == "unknown frame type 'nope'"
+    assert long.message == "unknown frame type"
+
+
+def test_a_number_too_long_to_read_is_invalid_json_not_a_crash() -> None:
+    protocol = greeted()
+
+    error = only_error(protocol.receive_text('{"type": "ping", "n": ' + "9" * 5000 + "}"))
+
+    assert (error.code, error.message) == ("invalid_json", "frame holds a number too long to read")
+
+
 @pytest.mark.parametrize("depth", [65, 1_000, 100_000])
 def test_deeply_nested_json_is_invalid_json_not_a_crash(depth: int) -> None:
     protocol = greeted()
