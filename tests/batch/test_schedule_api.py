@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from app.core.settings import Settings
-from tests.batch.provider_fakes import ProviderFakes, connect, provider_settings, served_fakes
+from tests.batch.provider_fakes import ProviderFakes, connect, provider_settings
 from tests.batch.test_agents_api import AGENTS, agent_body, sign_up
 from tests.batch.test_schedule import STILL_ACCEPTED, random_or_hashed
 
 CLOUD_AGENTS = "/api/v1/agents/cloud"
 UNKNOWN_ZONE = "unknown IANA time zone (expected a name such as Europe/Berlin)"
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[ProviderFakes]:
-    async with served_fakes() as fakes:
-        yield fakes
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.settings import Settings
-from tests.batch.provider_fakes import ProviderFakes, connect, provider_settings, served_fakes
+from tests.batch.provider_fakes import ProviderFakes, connect, provider_settings
 from tests.batch.test_agents_api import AGENTS, agent_body
 from tests.billing.conftest import Account, deliver, register, subscribe, tier_of
 from tests.billing.fake_stripe import PRICES, FakeStripe, billing_settings
@@ -21,12 +21,6 @@ from tests.billing.fake_stripe import PRICES, FakeStripe, billing_settings
 SUBSCRIPTION = "/api/v1/billing/subscription"
 CLOUD_AGENTS = "/api/v1/agents/cloud"
 FREE_LIMIT = "Your free plan allows 2 enabled batch agents; disable one or upgrade"
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[ProviderFakes]:
-    async with served_fakes() as fakes:
-        yield fakes
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from app.memory.models import EMBEDDING_COLUMN_DIM, Episode
 from app.memory.prompt import render_context
 from app.memory.recall import Recall
 from app.memory.scheduled import derive_patterns
+from tests.billing.conftest import register
 from tests.master_key import rotate_master_key
 
 pytestmark = pytest.mark.usefixtures("client")
@@ -266,21 +267,16 @@ async def test_a_key_with_a_slash_stored_earlier_can_still_be_forgotten_alone(
 ) -> None:
     # Keys are kept free of slashes now (`update_core_memory`); one stored before that
     # is still the user's to forget, by its own URL.
-    tokens = (
-        await client.post(
-            "/api/v1/auth/register",
-            json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "long enough pw"},
-        )
-    ).json()
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
-    user_id = uuid.UUID((await client.get("/api/v1/auth/me", headers=auth)).json()["id"])
-    cipher = await cipher_for(app, user_id)
+    account = await register(client)
+    cipher = await cipher_for(app, account.user_id)
     async with app.state.sessionmaker() as session:
-        await core.set_core(session=session, cipher=cipher, user_id=user_id, key="a/b", value="x")
-        await core.set_core(session=session, cipher=cipher, user_id=user_id, key="b", value="y")
+        for key, value in (("a/b", "x"), ("b", "y")):
+            await core.set_core(
+                session=session, cipher=cipher, user_id=account.user_id, key=key, value=value
+            )
 
-    forgotten = await client.delete("/api/v1/memory/core/a/b", headers=auth)
-    listed = await client.get("/api/v1/memory", headers=auth)
+    forgotten = await client.delete("/api/v1/memory/core/a/b", headers=account.auth)
+    listed = await client.get("/api/v1/memory", headers=account.auth)
 
     assert forgotten.status_code == 204
     assert listed.json()["core"] == {"b": "y"}
