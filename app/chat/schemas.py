@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.json_depth import nests_deeper_than
+from app.core.json_text import holds_lone_surrogate
 from protocol.frames import MAX_MESSAGE_CHARS, Mutation, TurnUsage
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 32
+NOT_UNICODE = "text that is not valid Unicode (a lone UTF-16 surrogate) cannot be sent on"
 
 
 def json_size(value: object) -> int:
@@ -40,6 +42,8 @@ class ChatRequest(BaseModel):
         if json_size(context) > MAX_CONTEXT_BYTES:
             msg = f"context is limited to {MAX_CONTEXT_BYTES} bytes of JSON"
             raise ValueError(msg)
+        if holds_lone_surrogate(context):
+            raise ValueError(NOT_UNICODE)
         return context
 
 

@@ -21,6 +21,7 @@ from enum import Enum, IntEnum, auto
 from pydantic import TypeAdapter, ValidationError
 
 from app.core.json_depth import nests_deeper_than
+from app.core.json_text import holds_lone_surrogate, may_hold_lone_surrogate
 from app.device.pending import Answer, PendingCalls
 from protocol.errors import FrameTooLargeError, ToolCallTooLargeError
 from protocol.frames import (
@@ -54,6 +55,7 @@ RATE_WINDOW_S = 60.0
 # pydantic would hit Python's recursion limit.
 MAX_JSON_DEPTH = 64
 _TOO_DEEP = f"frame nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+_NOT_UNICODE = "frame holds text that is not valid Unicode (a lone UTF-16 surrogate)"
 # An unknown frame type is named back in the error only up to this length.
 MAX_ECHOED_TYPE_CHARS = 64
 _ID: TypeAdapter[str] = TypeAdapter(Id)
@@ -147,14 +149,11 @@ class SlidingWindowLimiter:
 
 def _request_id_of(raw: object) -> str | None:
     """The request id of a frame that failed validation, if it is one an `error` frame
-    can carry (a valid `Id`, encodable: no lone surrogate)."""
+    can carry (a valid `Id`)."""
     candidate = raw.get("request_id") if isinstance(raw, dict) else None
-    if not isinstance(candidate, str):
-        return None
     try:
-        candidate.encode()
-        return _ID.validate_python(candidate)
-    except (UnicodeEncodeError, ValidationError):
+        return _ID.validate_python(candidate) if isinstance(candidate, str) else None
+    except ValidationError:
         return None
 
 
@@ -227,6 +226,8 @@ class DeviceProtocol:
             raw, MAX_JSON_DEPTH
         ):
             return self._invalid(ErrorCode.INVALID_JSON, _TOO_DEEP)
+        if may_hold_lone_surrogate(text) and holds_lone_surrogate(raw):
+            return self._invalid(ErrorCode.INVALID_FRAME, _NOT_UNICODE)
         return self._receive_json(raw)
 
     def receive_bytes(self) -> Received:

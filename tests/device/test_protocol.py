@@ -380,7 +380,7 @@ def test_an_id_with_a_control_character_is_an_invalid_frame(field: str) -> None:
     assert protocol.inflight == set()
 
 
-@pytest.mark.parametrize("request_id", ["r\ud800", "r\u0000", "r" * 129])
+@pytest.mark.parametrize("request_id", ["r\u0000", "r\u007f", "r" * 129])
 def test_a_refused_frame_echoes_only_a_request_id_an_error_frame_can_carry(
     request_id: str,
 ) -> None:
@@ -389,6 +389,44 @@ def test_a_refused_frame_echoes_only_a_request_id_an_error_frame_can_carry(
 
     assert (error.code, error.request_id) == ("unknown_type", None)
     assert server_frame_adapter.validate_json(error.model_dump_json()) == error
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "nope", "request_id": "r\ud800"},
+        {"type": "home_request", "request_id": "r1", "message": "hi\udfff"},
+        {
+            "type": "tool_result",
+            "request_id": "r1",
+            "call_id": "c1",
+            "result": {"rows": ["\ud800"]},
+        },
+        {"type": "ping", "\udc00": 1},
+    ],
+    ids=["request-id", "message", "tool-result-rows", "key"],
+)
+def test_a_lone_surrogate_anywhere_is_an_invalid_frame(frame: dict[str, Any]) -> None:
+    # No UTF-8 encoder takes it: passed on, it failed later as a "model error".
+    protocol = greeted()
+
+    error = only_error(send(protocol, frame))
+
+    assert (error.code, error.message, error.request_id) == (
+        "invalid_frame",
+        "frame holds text that is not valid Unicode (a lone UTF-16 surrogate)",
+        None,
+    )
+    assert server_frame_adapter.validate_json(error.model_dump_json()) == error
+
+
+def test_a_surrogate_pair_is_text_like_any_other() -> None:
+    protocol = greeted()
+
+    received = send(protocol, {"type": "home_request", "request_id": "r1", "message": "hi 😀"})
+
+    assert isinstance(received.frame, HomeRequest)
+    assert received.frame.message == "hi 😀"
 
 
 def test_an_unknown_type_is_named_back_only_when_short() -> None:

@@ -164,6 +164,27 @@ async def test_a_context_over_its_bound_is_refused_with_a_detail_naming_it(
     assert "context is limited to 16384 bytes of JSON" in error["msg"]
 
 
+async def test_a_context_holding_a_lone_surrogate_is_refused_not_a_model_failure(
+    client: httpx.AsyncClient,
+) -> None:
+    # No encoder takes it: sent on to the model, it failed as "did not answer" (503).
+    token = await access_token(client)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    response = await client.post(
+        "/api/v1/chat",
+        content=b'{"message": "hello", "context": {"page": ["\\ud800"]}}',
+        headers=headers,
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "context"]
+    assert error["msg"].endswith(
+        "text that is not valid Unicode (a lone UTF-16 surrogate) cannot be sent on"
+    )
+
+
 def nested(depth: int) -> bytes:
     """A chat body whose context nests `depth` objects deep, written out by hand."""
     return b'{"message": "hi", "context": ' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
