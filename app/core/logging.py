@@ -145,6 +145,22 @@ class SecretRedactionFilter(logging.Filter):
         return True
 
 
+# What uvicorn logs as an error with its traceback (`logger.exception`) although the
+# client caused it: a warning without the traceback, so no client can fill the log
+# with tracebacks by reconnecting.
+_UVICORN_CLIENT_FAULTS = frozenset({"Invalid UTF-8 sequence received from client."})
+
+
+class ClientFaultFilter(logging.Filter):
+    """Log uvicorn's reports of a client's fault as warnings, without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error" and record.getMessage() in _UVICORN_CLIENT_FAULTS:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 @cache
 def _library_cap(name: str) -> int | None:
     """The cap of logger `name` or of the nearest capped logger above it."""
@@ -173,6 +189,7 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(LibraryLevelFilter())
+    handler.addFilter(ClientFaultFilter())
     handler.addFilter(RequestIdFilter())
     handler.addFilter(SecretRedactionFilter())
     root = logging.getLogger()

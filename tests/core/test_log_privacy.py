@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import litellm
@@ -59,3 +60,20 @@ def test_litellm_loses_its_own_stderr_handler() -> None:
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
             library = logging.getLogger(name)
             assert (library.handlers, library.propagate) == ([], True)
+
+
+def test_a_clients_invalid_utf8_is_a_warning_without_a_traceback() -> None:
+    # uvicorn logs it with `logger.exception` once per connection: a client that
+    # reconnects in a loop would fill the log with tracebacks.
+    with configured_logging("INFO") as out:
+        try:
+            b"\xff".decode()
+        except UnicodeDecodeError:
+            logging.getLogger("uvicorn.error").exception(
+                "Invalid UTF-8 sequence received from client."
+            )
+            logging.getLogger("uvicorn.error").exception("a fault of the server's own")
+
+    client_fault, server_fault = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (client_fault["level"], "exception" in client_fault) == ("WARNING", False)
+    assert (server_fault["level"], "exception" in server_fault) == ("ERROR", True)
