@@ -52,6 +52,37 @@ def _replace(
     )
 
 
+class Staged:
+    """A request sent when the blob store is first asked to read; every read (several
+    may start at once) waits until it has landed."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        app: FastAPI,
+        request: Callable[[], Awaitable[httpx.Response]],
+    ) -> None:
+        self._request = request
+        self._sent: asyncio.Task[httpx.Response] | None = None
+        store = _store(app)
+        read = store.read
+
+        async def read_after_it_landed(key: str) -> bytes:
+            await self._landed()
+            return await read(key)
+
+        monkeypatch.setattr(store, "read", read_after_it_landed)
+
+    def _landed(self) -> asyncio.Task[httpx.Response]:
+        if self._sent is None:
+            self._sent = asyncio.ensure_future(self._request())
+        return self._sent
+
+    async def answer(self) -> httpx.Response:
+        assert self._sent is not None, "no blob was read, so the race was never staged"
+        return await self._sent
+
+
 async def test_a_blob_deleted_after_it_was_opened_is_still_read_whole(app: FastAPI) -> None:
     # A backup pruned or deleted while it downloads: on both backends the download
     # that had begun gets every byte (the disk reads it in several ranges).
@@ -88,21 +119,14 @@ async def test_a_record_replaced_while_it_is_read_comes_back_as_its_new_version(
     pro: Account,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The GET has read the row; the replace lands and removes the blob it names.
     record_id = await _create(client, pro, b"first version")
-    store = _store(app)
-    read = store.read
-    replaced: list[httpx.Response] = []
+    replace = Staged(monkeypatch, app, lambda: _replace(client, pro, record_id, b"second version"))
 
-    async def replaced_first(key: str) -> bytes:
-        # The GET has read the row; the replace lands and removes the blob it names.
-        if not replaced:
-            replaced.append(await _replace(client, pro, record_id, b"second version"))
-        return await read(key)
-
-    monkeypatch.setattr(store, "read", replaced_first)
     response = await client.get(f"{RECORDS}/{record_id}", headers=pro.auth)
 
-    assert replaced[0].status_code == 200, replaced[0].text
+    replaced = await replace.answer()
+    assert replaced.status_code == 200, replaced.text
     assert response.status_code == 200, response.text
     assert response.content == b"second version"
     assert response.headers["x-checksum"] == sha256(b"second version")
@@ -116,19 +140,13 @@ async def test_a_record_deleted_while_it_is_read_is_404(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record_id = await _create(client, pro, b"soon deleted")
-    store = _store(app)
-    read = store.read
-    deleted: list[httpx.Response] = []
+    delete = Staged(
+        monkeypatch, app, lambda: client.delete(f"{RECORDS}/{record_id}", headers=pro.auth)
+    )
 
-    async def deleted_first(key: str) -> bytes:
-        if not deleted:
-            deleted.append(await client.delete(f"{RECORDS}/{record_id}", headers=pro.auth))
-        return await read(key)
-
-    monkeypatch.setattr(store, "read", deleted_first)
     response = await client.get(f"{RECORDS}/{record_id}", headers=pro.auth)
 
-    assert deleted[0].status_code == 200
+    assert (await delete.answer()).status_code == 200
     assert (response.status_code, response.json()) == (404, {"detail": "No such record"})
 
 
@@ -177,33 +195,20 @@ async def test_search_leaves_out_an_item_deleted_while_it_was_read(
         "/api/v1/storage/vectors/upsert", json={"vectors": items}, headers=pro.auth
     )
     assert upserted.status_code == 200, upserted.text
-    store = _store(app)
-    read: Callable[[str], Awaitable[bytes]] = store.read
-    deletes: list[asyncio.Task[httpx.Response]] = []
+    # The search has its rows; the items' blobs are read at once, after the delete.
+    delete = Staged(
+        monkeypatch,
+        app,
+        lambda: client.request(
+            "DELETE", "/api/v1/storage/vectors", json={"ids": ["gone"]}, headers=pro.auth
+        ),
+    )
 
-    async def deleted_first(key: str) -> bytes:
-        # The search has its rows; the items' blobs are read at once, and every read
-        # starts after the delete has landed.
-        if not deletes:
-            deletes.append(
-                asyncio.ensure_future(
-                    client.request(
-                        "DELETE",
-                        "/api/v1/storage/vectors",
-                        json={"ids": ["gone"]},
-                        headers=pro.auth,
-                    )
-                )
-            )
-        await deletes[0]
-        return await read(key)
-
-    monkeypatch.setattr(store, "read", deleted_first)
     response = await client.post(
         "/api/v1/storage/vectors/search", json={"query_vector": [1.0, 0.0]}, headers=pro.auth
     )
 
-    deleted = await deletes[0]
+    deleted = await delete.answer()
     assert deleted.status_code == 200, deleted.text
     assert response.status_code == 200, response.text
     assert [hit["id"] for hit in response.json()["results"]] == ["kept"]
